@@ -1,0 +1,10 @@
+// One entry point per `agora` command; each returns the process exit code.
+#pragma once
+
+#include <vector>
+
+namespace agora::cli {
+
+int RunGenerate(const std::vector<char*>& positional_args);
+
+}  // namespace agora::cli

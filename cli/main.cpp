@@ -1,0 +1,50 @@
+// `agora <command> [flags]`: dispatches to one command per file. Flags are Abseil flags; the dashed spelling
+// users know from other tools (--max-new-tokens) is accepted as well as the underscore one.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "agora <command> [flags]\n"
+    "commands:\n"
+    "  generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
+    "            [--seed S] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16]\n"
+    "run `agora <command> --help` for every flag";
+
+// "--max-new-tokens=3" -> "--max_new_tokens=3": Abseil flag names are identifiers.
+std::string UnderscoreFlagName(const char* arg) {
+  std::string s(arg);
+  if (s.rfind("--", 0) != 0) return s;
+  const size_t end = std::min(s.find('='), s.size());
+  for (size_t i = 2; i < end; ++i)
+    if (s[i] == '-') s[i] = '_';
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  // argv without the command word, flag names normalised, for Abseil's parser.
+  std::vector<std::string> args = {argv[0]};
+  for (int i = 2; i < argc; ++i) args.push_back(UnderscoreFlagName(argv[i]));
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+
+  if (command == "generate") return agora::cli::RunGenerate(positional);
+  std::fprintf(stderr, "agora: unknown command '%s'\n%s\n", command.c_str(), kUsage);
+  return 2;
+}

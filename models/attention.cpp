@@ -1,0 +1,52 @@
+#include "models/attention.h"
+
+#include <ATen/ATen.h>
+
+namespace agora {
+
+at::Tensor MaterializeMask(const AttentionMask& mask, int64_t batch, int64_t s_q, int64_t s_k,
+                           const at::Device& device) {
+  auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor q_pos = at::arange(s_q, long_opts).add_(mask.query_offset).view({s_q, 1});
+  at::Tensor k_pos = at::arange(s_k, long_opts).view({1, s_k});
+  at::Tensor allowed = mask.causal ? k_pos.le(q_pos) : at::ones({s_q, s_k}, long_opts.dtype(at::kBool));
+  allowed = allowed.view({1, 1, s_q, s_k}).expand({batch, 1, s_q, s_k});
+  if (mask.cu_seqlens.defined()) {
+    TORCH_CHECK(batch == 1, "Attention: cu_seqlens (packed samples) needs batch 1, got ", batch);
+    // sample index of every position: the number of sample starts at or before it, minus one.
+    at::Tensor starts = mask.cu_seqlens.to(device, at::kLong).slice(0, 1, -1);
+    at::Tensor q_sample = at::bucketize(q_pos.view({s_q}), starts, /*out_int32=*/false, /*right=*/true);
+    at::Tensor k_sample = at::bucketize(k_pos.view({s_k}), starts, false, true);
+    allowed = allowed & q_sample.view({1, 1, s_q, 1}).eq(k_sample.view({1, 1, 1, s_k}));
+  }
+  if (mask.key_valid.defined()) {
+    TORCH_CHECK(mask.key_valid.dim() == 2 && mask.key_valid.size(0) == batch && mask.key_valid.size(1) >= s_k,
+                "Attention: key_valid must be [", batch, ", >=", s_k, "], got ", mask.key_valid.sizes());
+    at::Tensor valid = mask.key_valid.slice(1, 0, s_k).to(device, at::kBool).view({batch, 1, 1, s_k});
+    // A padding query would otherwise see no key at all (softmax of nothing = NaN): let it see itself. Valid
+    // queries always see their own key, so this changes nothing they compute.
+    at::Tensor self = k_pos.eq(q_pos).view({1, 1, s_q, s_k});
+    allowed = allowed & (valid | self);
+  }
+  return allowed;
+}
+
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
+                     double scale) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "Attention: q, k, v must be [B, H, S, D]");
+  TORCH_CHECK(q.size(1) % k.size(1) == 0, "Attention: query heads (", q.size(1),
+              ") must be a multiple of key/value heads (", k.size(1), ")");
+  const int64_t batch = q.size(0), s_q = q.size(2), s_k = k.size(2);
+  const bool gqa = q.size(1) != k.size(1);
+  // The plain causal square case needs no mask tensor: let SDPA pick its fastest kernel.
+  const bool plain_causal = mask.causal && mask.query_offset == 0 && s_q == s_k && !mask.key_valid.defined() &&
+                            !mask.cu_seqlens.defined();
+  if (plain_causal || (!mask.causal && !mask.key_valid.defined() && !mask.cu_seqlens.defined())) {
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/mask.causal,
+                                            scale, gqa);
+  }
+  at::Tensor allowed = MaterializeMask(mask, batch, s_q, s_k, q.device());
+  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, /*is_causal=*/false, scale, gqa);
+}
+
+}  // namespace agora

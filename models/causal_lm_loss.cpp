@@ -1,0 +1,21 @@
+#include "models/causal_lm_loss.h"
+
+#include <ATen/ATen.h>
+
+namespace agora {
+
+at::Tensor TokenNll(const at::Tensor& logits, const at::Tensor& targets) {
+  at::Tensor flat = logits.to(at::kFloat).reshape({-1, logits.size(-1)});
+  at::Tensor nll = at::cross_entropy_loss(flat, targets.reshape({-1}), /*weight=*/{}, at::Reduction::None, kIgnoreIndex);
+  return nll.view(targets.sizes());
+}
+
+at::Tensor CausalLmLoss(const at::Tensor& logits, const at::Tensor& labels) {
+  // Shift by padding the labels with one ignored position at the end, as transformers does.
+  at::Tensor targets = at::constant_pad_nd(labels, {0, 1}, kIgnoreIndex).slice(1, 1);
+  at::Tensor nll = TokenNll(logits, targets);
+  at::Tensor trained = targets.ne(kIgnoreIndex).sum();
+  return nll.sum() / trained;
+}
+
+}  // namespace agora

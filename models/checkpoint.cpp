@@ -1,0 +1,243 @@
+#include "models/checkpoint.h"
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <c10/util/irange.h>
+#include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "models/hf_state_dict.h"
+#include "models/safetensors.h"
+#include "util/atomic_file.h"
+#include "util/status_macros.h"
+
+namespace agora {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kSingleFile[] = "model.safetensors";
+constexpr char kIndexFile[] = "model.safetensors.index.json";
+
+std::string ShapeString(absl::Span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+
+std::optional<at::ScalarType> TorchDType(DType d) {
+  switch (d) {
+    case DType::kF32: return at::kFloat;
+    case DType::kF16: return at::kHalf;
+    case DType::kBF16: return at::kBFloat16;
+    default: return std::nullopt;
+  }
+}
+
+absl::StatusOr<DType> SafetensorsDType(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::kF32;
+    case at::kHalf: return DType::kF16;
+    case at::kBFloat16: return DType::kBF16;
+    default: return absl::InvalidArgumentError(absl::StrCat("cannot save tensors of dtype ", c10::toString(t)));
+  }
+}
+
+// Where each tensor of a checkpoint lives: the opened files, and name -> (file, header entry).
+struct CheckpointFiles {
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, std::pair<const SafetensorsFile*, const TensorInfo*>> tensors;
+};
+
+absl::StatusOr<std::vector<fs::path>> ShardsFromIndex(const fs::path& index_path) {
+  std::ifstream in(index_path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(index_path.string(), ": cannot open"));
+  std::stringstream text;
+  text << in.rdbuf();
+  json index = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": expected a JSON object with a \"weight_map\" object"));
+  std::set<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string())
+      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map entry '", tensor, "' is not a file name"));
+    const std::string name = shard.get<std::string>();
+    if (name.empty() || name.find('/') != std::string::npos || name == "..")
+      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map entry '", tensor,
+                                                     "' names '", name, "', which is not a file in the same folder"));
+    shard_names.insert(name);
+  }
+  std::vector<fs::path> shards;
+  for (const std::string& name : shard_names) shards.push_back(index_path.parent_path() / name);
+  return shards;
+}
+
+absl::StatusOr<CheckpointFiles> OpenCheckpoint(const fs::path& dir) {
+  std::vector<fs::path> paths;
+  if (fs::exists(dir / kIndexFile)) {
+    AGORA_ASSIGN_OR_RETURN(paths, ShardsFromIndex(dir / kIndexFile));
+  } else if (fs::exists(dir / kSingleFile)) {
+    paths.push_back(dir / kSingleFile);
+  } else {
+    return absl::NotFoundError(absl::StrCat(dir.string(), ": no ", kSingleFile, " or ", kIndexFile,
+                                            " (only safetensors checkpoints are supported)"));
+  }
+  CheckpointFiles ckpt;
+  for (const fs::path& path : paths) {
+    AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+    for (const TensorInfo& info : file->tensors()) {
+      auto [it, inserted] = ckpt.tensors.emplace(info.name, std::make_pair(file.get(), &info));
+      if (!inserted)
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", info.name, "' appears in both ",
+                                                       it->second.first->path().string(), " and ", path.string()));
+    }
+    ckpt.files.push_back(std::move(file));
+  }
+  return ckpt;
+}
+
+std::string ListNames(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 8;
+  std::vector<std::string> shown(names.begin(), names.begin() + std::min(names.size(), kShown));
+  std::string list = absl::StrJoin(shown, ", ");
+  if (names.size() > kShown) absl::StrAppend(&list, ", ... (", names.size(), " in all)");
+  return list;
+}
+
+// A tensor view over mapped bytes. The mapping is only guaranteed byte-aligned, so misaligned data is first
+// copied into an aligned buffer (never the case for files laid out by the reference writer).
+at::Tensor TensorOverBytes(absl::Span<const std::byte> bytes, const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  const void* ptr = bytes.data();
+  if (reinterpret_cast<uintptr_t>(ptr) % c10::elementSize(dtype) == 0)
+    return at::from_blob(const_cast<void*>(ptr), shape, at::TensorOptions().dtype(dtype));
+  at::Tensor aligned = at::empty(shape, at::TensorOptions().dtype(dtype));
+  std::memcpy(aligned.data_ptr(), ptr, bytes.size());
+  return aligned;
+}
+
+}  // namespace
+
+absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir) {
+  AGORA_ASSIGN_OR_RETURN(CheckpointFiles ckpt, OpenCheckpoint(dir));
+  const LlamaConfig& config = model->config();
+
+  // Validate everything first, so a failed load leaves the model as it was.
+  struct Copy {
+    at::Tensor destination;
+    const SafetensorsFile* file;
+    const TensorInfo* info;
+    at::ScalarType dtype;
+  };
+  std::vector<Copy> copies;
+  std::vector<std::string> missing;
+  std::set<std::string> used;
+  for (auto& [name, param] : HfStateDict(model)) {
+    auto it = ckpt.tensors.find(name);
+    if (it == ckpt.tensors.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const auto [file, info] = it->second;
+    used.insert(name);
+    std::optional<at::ScalarType> dtype = TorchDType(info->dtype);
+    if (!dtype)
+      return absl::InvalidArgumentError(absl::StrCat(file->path().string(), ": tensor '", name, "' has dtype ",
+                                                     std::string(DTypeName(info->dtype)), "; expected F32, F16 or BF16"));
+    if (info->shape != param.sizes().vec())
+      return absl::InvalidArgumentError(absl::StrCat(file->path().string(), ": tensor '", name, "' has shape ",
+                                                     ShapeString(info->shape), " but the model (config.json) expects ",
+                                                     ShapeString(param.sizes())));
+    copies.push_back({param, file, info, *dtype});
+  }
+  if (!missing.empty())
+    return absl::NotFoundError(absl::StrCat(dir.string(), ": checkpoint lacks ", missing.size(),
+                                            " tensor(s) the model needs: ", ListNames(missing)));
+  std::vector<std::string> unexpected;
+  for (const auto& [name, where] : ckpt.tensors) {
+    if (!used.count(name) && !IsIgnorableHfTensor(name, config))
+      unexpected.push_back(absl::StrCat(name, " (", where.first->path().filename().string(), ")"));
+  }
+  if (!unexpected.empty())
+    return absl::InvalidArgumentError(absl::StrCat(dir.string(), ": checkpoint has ", unexpected.size(),
+                                                   " tensor(s) a Llama model with this config.json does not have: ",
+                                                   ListNames(unexpected)));
+
+  torch::NoGradGuard no_grad;
+  for (const Copy& c : copies) {
+    // copy_ converts dtype and moves to the parameter's device one tensor at a time: peak extra memory is one
+    // tensor, the mapped pages belong to the page cache, not to the process.
+    c.destination.copy_(TensorOverBytes(c.file->Data(*c.info), c.info->shape, c.dtype));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const fs::path& dir, const ModelOptions& options) {
+  LoadedModel loaded;
+  AGORA_ASSIGN_OR_RETURN(loaded.config, LoadLlamaConfig(dir / "config.json"));
+  loaded.model = LlamaForCausalLM(loaded.config, options);
+  AGORA_RETURN_IF_ERROR(LoadWeights(loaded.model, dir));
+  loaded.model->eval();
+  return loaded;
+}
+
+absl::Status SaveModel(const LlamaForCausalLM& model, const fs::path& dir, const SaveOptions& options) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(dir.string(), ": cannot create folder (", ec.message(), ")"));
+
+  const at::ScalarType dtype = options.dtype.value_or(model->options().dtype);
+  AGORA_ASSIGN_OR_RETURN(DType st_dtype, SafetensorsDType(dtype));
+  std::vector<std::pair<std::string, at::Tensor>> state = HfStateDict(model);
+
+  // Greedy sharding in module order, as transformers does: start a new shard when the next tensor would
+  // overflow the current one.
+  std::vector<std::vector<size_t>> shards(1);
+  int64_t shard_bytes = 0, total_bytes = 0;
+  for (size_t i = 0; i < state.size(); ++i) {
+    const int64_t bytes = state[i].second.numel() * static_cast<int64_t>(c10::elementSize(dtype));
+    if (!shards.back().empty() && shard_bytes + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(i);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+
+  LlamaConfig config = model->config();
+  config.torch_dtype = dtype == at::kFloat ? "float32" : dtype == at::kHalf ? "float16" : "bfloat16";
+  AGORA_RETURN_IF_ERROR(WriteStringAtomically(dir / "config.json", LlamaConfigToJson(config)));
+
+  json weight_map = json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string file_name =
+        shards.size() == 1 ? kSingleFile : absl::StrFormat("model-%05d-of-%05d.safetensors", s + 1, shards.size());
+    std::vector<at::Tensor> host;  // keeps the CPU copies alive while the shard is written
+    std::vector<TensorToWrite> tensors;
+    for (size_t i : shards[s]) {
+      const auto& [name, param] = state[i];
+      host.push_back(param.detach().to(at::kCPU, dtype).contiguous());
+      const at::Tensor& t = host.back();
+      tensors.push_back({name, st_dtype, t.sizes().vec(),
+                         absl::Span<const std::byte>(static_cast<const std::byte*>(t.data_ptr()), t.nbytes())});
+      weight_map[name] = file_name;
+    }
+    AGORA_RETURN_IF_ERROR(WriteSafetensors(dir / file_name, tensors, {{"format", "pt"}}));
+  }
+  if (shards.size() > 1) {
+    json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    AGORA_RETURN_IF_ERROR(WriteStringAtomically(dir / kIndexFile, index.dump(2) + "\n"));
+    fs::remove(dir / kSingleFile, ec);
+  } else {
+    fs::remove(dir / kIndexFile, ec);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace agora

@@ -1,0 +1,43 @@
+// Hugging Face model folders in and out: config.json plus model.safetensors, or shards listed by
+// model.safetensors.index.json. Loading maps each file and copies tensor by tensor into parameters allocated
+// once in the target dtype and device, so a 7B checkpoint never exists twice in memory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/config.h"
+#include "models/llama.h"
+
+namespace agora {
+
+struct LoadedModel {
+  LlamaConfig config;
+  LlamaForCausalLM model{nullptr};
+};
+
+// Reads config.json and the weights of `dir`. Every problem is reported before any weight is copied: missing
+// and unexpected tensors, shape mismatches (both shapes), unsupported dtypes, corrupt files — each message
+// names the file and the tensor.
+absl::StatusOr<LoadedModel> LoadModel(const std::filesystem::path& dir, const ModelOptions& options);
+
+// Fills an existing model's parameters from the safetensors files of `dir`.
+absl::Status LoadWeights(LlamaForCausalLM& model, const std::filesystem::path& dir);
+
+struct SaveOptions {
+  // transformers' default max_shard_size ("5GB", decimal). A model larger than this is split into
+  // model-0000i-of-0000n.safetensors plus model.safetensors.index.json.
+  int64_t max_shard_bytes = 5'000'000'000;
+  // Dtype of the written tensors; the model's own when unset.
+  std::optional<at::ScalarType> dtype;
+};
+
+// Writes config.json and the weights of `model` into `dir` (created if needed) in HF layout. Each file is
+// written atomically (temp file, fsync, rename); a leftover single-file or sharded layout is removed after the
+// new one is complete, so a reader never sees a mix.
+absl::Status SaveModel(const LlamaForCausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
+
+}  // namespace agora

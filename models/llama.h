@@ -1,0 +1,130 @@
+// The Llama model as transformers' LlamaForCausalLM computes it, built from small shared modules. Submodules
+// carry Hugging Face's names (model.layers.N.self_attn.q_proj ...), so named_parameters() are HF tensor names.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include "models/attention.h"
+#include "models/config.h"
+#include "models/kv_cache.h"
+
+namespace agora {
+
+// Parameters are allocated uninitialised: they are always filled from a checkpoint (or by an explicit init).
+struct ModelOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  at::TensorOptions tensor_options() const { return at::TensorOptions().dtype(dtype).device(device); }
+};
+
+// y = x W^T, no bias (Llama has none). The seam where LoRA and quantised variants plug in later.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+};
+TORCH_MODULE(Linear);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab_size, int64_t dim, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& ids);
+  at::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// weight * (x / rms(x)), the normalisation in fp32 and the product in the input dtype, as transformers does.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Per-forward inputs shared by every layer: rotary tables, the mask description, the cache (may be null).
+struct LayerContext {
+  at::Tensor cos, sin;  // [B, S, head_dim]
+  AttentionMask mask;
+  KVCache* cache = nullptr;
+};
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  LlamaAttentionImpl(const LlamaConfig& config, int64_t layer_index, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& x, const LayerContext& context);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t layer_index_, num_heads_, num_kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaAttention);
+
+// down(silu(gate(x)) * up(x))
+class LlamaMLPImpl : public torch::nn::Module {
+ public:
+  LlamaMLPImpl(const LlamaConfig& config, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMLP);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  LlamaDecoderLayerImpl(const LlamaConfig& config, int64_t layer_index, const ModelOptions& options);
+  at::Tensor forward(const at::Tensor& x, const LayerContext& context);
+  LlamaAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+// The transformer body: embeddings, layers, final norm ("model." in HF names).
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  LlamaModelImpl(const LlamaConfig& config, const ModelOptions& options);
+  // input_ids, position_ids: [B, S] int64. Returns the final hidden states [B, S, hidden_size].
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids, const AttentionMask& mask,
+                     KVCache* cache);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  LlamaConfig config_;
+  at::Tensor inv_freq_;  // fp32, CPU; moved per forward (tiny)
+};
+TORCH_MODULE(LlamaModel);
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  LlamaForCausalLMImpl(const LlamaConfig& config, const ModelOptions& options);
+
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids, const AttentionMask& mask,
+                     KVCache* cache = nullptr) {
+    return model->forward(input_ids, position_ids, mask, cache);
+  }
+  // The output projection: lm_head.weight, or the embedding matrix when tie_word_embeddings.
+  const at::Tensor& head_weight() const;
+  at::Tensor Logits(const at::Tensor& hidden) const;
+
+  const LlamaConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+
+  LlamaModel model{nullptr};
+  Linear lm_head{nullptr};  // null when tied
+
+ private:
+  LlamaConfig config_;
+  ModelOptions options_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// Positions 0..S-1 for every row: [B, S] int64 on `device`.
+at::Tensor DefaultPositions(int64_t batch, int64_t seq_len, const at::Device& device);
+
+}  // namespace agora

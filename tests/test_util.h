@@ -1,0 +1,64 @@
+// Helpers shared by the C++ tests: fixture folders from the environment, reference tensors, error measures.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "models/safetensors.h"
+
+namespace agora::testing {
+
+// The folder a ctest fixture (an oracle script) wrote, from the environment. A missing variable is a broken
+// test set-up, so it fails loudly rather than skipping.
+inline std::filesystem::path FixtureDir(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (value == nullptr || *value == '\0') {
+    ADD_FAILURE() << variable << " is not set: run this test through ctest (it wires the oracle fixtures)";
+    return {};
+  }
+  return value;
+}
+
+// Every tensor of a safetensors file written by the oracle, copied out of the mapping.
+inline std::map<std::string, at::Tensor> ReadTensors(const std::filesystem::path& path) {
+  std::map<std::string, at::Tensor> out;
+  auto file = SafetensorsFile::Open(path);
+  EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return out;
+  for (const TensorInfo& info : (*file)->tensors()) {
+    at::ScalarType dtype = info.dtype == DType::kF32    ? at::kFloat
+                           : info.dtype == DType::kI64  ? at::kLong
+                           : info.dtype == DType::kBF16 ? at::kBFloat16
+                           : info.dtype == DType::kF16  ? at::kHalf
+                                                        : at::kDouble;
+    EXPECT_TRUE(info.dtype == DType::kF32 || info.dtype == DType::kI64 || info.dtype == DType::kBF16 ||
+                info.dtype == DType::kF16 || info.dtype == DType::kF64)
+        << path << ": " << info.name;
+    auto bytes = (*file)->Data(info);
+    out[info.name] = at::from_blob(const_cast<std::byte*>(bytes.data()), info.shape, dtype).clone();
+  }
+  return out;
+}
+
+// max |actual - expected| / max |expected|, in float64: the relative error the correctness bar bounds.
+inline double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
+  at::Tensor a = actual.to(at::kCPU, at::kDouble), e = expected.to(at::kCPU, at::kDouble);
+  return (a - e).abs().max().item<double>() / e.abs().max().item<double>();
+}
+
+// A GPU test on a machine without one: say so where ctest's log shows it, then skip.
+#define AGORA_SKIP_WITHOUT_CUDA()                                                                  \
+  do {                                                                                             \
+    if (!at::hasCUDA()) {                                                                          \
+      std::fprintf(stderr, "\n*** SKIPPED: %s needs a CUDA GPU and this machine has none ***\n\n", \
+                   ::testing::UnitTest::GetInstance()->current_test_info()->name());               \
+      GTEST_SKIP() << "no CUDA GPU on this machine";                                               \
+    }                                                                                              \
+  } while (0)
+
+}  // namespace agora::testing
