@@ -35,22 +35,18 @@ class LlamaParity : public ::testing::TestWithParam<std::string> {
     at::Tensor input = ids.to(o.device);
     return m.model->Logits(m.model->forward(input, DefaultPositions(ids.size(0), ids.size(1), o.device), {}));
   }
-  void ExpectBf16Parity(const at::Device& device) const {
-    LoadedModel m = Load({at::kBFloat16, device});
+  // Agora in `dtype` on `device` against transformers in the same dtype on the CPU.
+  void ExpectParity(at::ScalarType dtype, const at::Device& device, const std::string& reference, double bound) {
+    LoadedModel m = Load({dtype, device});
     auto ref = Reference();
-    const double error = RelativeError(Logits(m, ref["input_ids"]), ref["logits_bf16"]);
-    std::printf("%s bf16 on %s: logits relative error %.3g\n", GetParam().c_str(), device.str().c_str(), error);
-    EXPECT_LE(error, 1e-2);
+    const double error = RelativeError(Logits(m, ref["input_ids"]), ref[reference]);
+    std::printf("%s %s on %s: logits relative error %.3g (bound %g)\n", GetParam().c_str(), c10::toString(dtype),
+                device.str().c_str(), error, bound);
+    EXPECT_LE(error, bound);
   }
 };
 
-TEST_P(LlamaParity, Fp32LogitsMatchTransformers) {
-  LoadedModel m = Load({at::kFloat, at::kCPU});
-  auto ref = Reference();
-  const double error = RelativeError(Logits(m, ref["input_ids"]), ref["logits_fp32"]);
-  std::printf("%s fp32: logits relative error %.3g\n", GetParam().c_str(), error);
-  EXPECT_LE(error, 1e-5);
-}
+TEST_P(LlamaParity, Fp32LogitsMatchTransformers) { ExpectParity(at::kFloat, at::kCPU, "logits_fp32", 1e-5); }
 
 TEST_P(LlamaParity, LossMatchesTransformers) {
   LoadedModel m = Load({at::kFloat, at::kCPU});
@@ -60,18 +56,24 @@ TEST_P(LlamaParity, LossMatchesTransformers) {
       << "agora " << loss.item<double>() << " vs transformers " << ref["loss"].item<double>();
 }
 
-TEST_P(LlamaParity, Bf16LogitsMatchTransformersOnCpu) { ExpectBf16Parity(at::kCPU); }
+TEST_P(LlamaParity, Bf16LogitsMatchTransformersOnCpu) { ExpectParity(at::kBFloat16, at::kCPU, "logits_bf16", 1e-2); }
+
+TEST_P(LlamaParity, Fp16LogitsMatchTransformersOnCpu) { ExpectParity(at::kHalf, at::kCPU, "logits_fp16", 1e-2); }
 
 TEST_P(LlamaParity, Bf16LogitsMatchTransformersOnCuda) {
   AGORA_SKIP_WITHOUT_CUDA();
-  ExpectBf16Parity(at::Device(at::kCUDA, 0));
+  ExpectParity(at::kBFloat16, at::Device(at::kCUDA, 0), "logits_bf16", 1e-2);
 }
 
+TEST_P(LlamaParity, Fp16LogitsMatchTransformersOnCuda) {
+  AGORA_SKIP_WITHOUT_CUDA();
+  ExpectParity(at::kHalf, at::Device(at::kCUDA, 0), "logits_fp16", 1e-2);
+}
+
+// TF32 is off by default in LibTorch, so CUDA fp32 matmuls are true fp32.
 TEST_P(LlamaParity, Fp32LogitsMatchTransformersOnCuda) {
   AGORA_SKIP_WITHOUT_CUDA();
-  LoadedModel m = Load({at::kFloat, at::Device(at::kCUDA, 0)});
-  auto ref = Reference();
-  EXPECT_LE(RelativeError(Logits(m, ref["input_ids"]), ref["logits_fp32"]), 1e-5);
+  ExpectParity(at::kFloat, at::Device(at::kCUDA, 0), "logits_fp32", 1e-5);
 }
 
 // The three prompts have different lengths and are decoded as one left-padded batch; transformers decoded

@@ -5,7 +5,7 @@ usage: make_model_fixtures.py OUT_DIR TOKENIZER_MODEL
 
 For each model NAME it writes
   OUT_DIR/NAME/                       an HF model folder written by save_pretrained (tokenizer.model included)
-  OUT_DIR/NAME_reference.safetensors  input_ids, labels, logits_fp32, logits_bf16, loss
+  OUT_DIR/NAME_reference.safetensors  input_ids, labels, logits_fp32, logits_bf16, logits_fp16, loss
   OUT_DIR/NAME_generation.json        prompts (token ids) and transformers' greedy continuations
 """
 import json
@@ -66,6 +66,7 @@ def main():
         # The references are what transformers computes on the saved checkpoint, loaded as a user loads it.
         model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         model_bf16 = LlamaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+        model_fp16 = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float16).eval()
 
         input_ids = torch.randint(3, vocab_size, (2, 24), generator=generator)
         labels = input_ids.clone()
@@ -74,8 +75,9 @@ def main():
         with torch.no_grad():
             out = model(input_ids=input_ids, labels=labels)
             logits_bf16 = model_bf16(input_ids=input_ids).logits.float()
+            logits_fp16 = model_fp16(input_ids=input_ids).logits.float()
         save_file({"input_ids": input_ids, "labels": labels, "logits_fp32": out.logits.contiguous(),
-                   "logits_bf16": logits_bf16.contiguous(), "loss": out.loss.reshape(1)},
+                   "logits_bf16": logits_bf16.contiguous(), "logits_fp16": logits_fp16.contiguous(), "loss": out.loss.reshape(1)},
                   os.path.join(out_dir, f"{name}_reference.safetensors"))
 
         prompts = [[1] + torch.randint(3, vocab_size, (n,), generator=generator).tolist() for n in (4, 11, 7)]
