@@ -1,14 +1,11 @@
 #include "models/checkpoint.h"
 
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 
 #include <ATen/ATen.h>
-#include <c10/util/irange.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -18,6 +15,7 @@
 #include "models/hf_state_dict.h"
 #include "models/safetensors.h"
 #include "util/atomic_file.h"
+#include "util/read_file.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -56,11 +54,8 @@ struct CheckpointFiles {
 };
 
 absl::StatusOr<std::vector<fs::path>> ShardsFromIndex(const fs::path& index_path) {
-  std::ifstream in(index_path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(index_path.string(), ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  json index = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  AGORA_ASSIGN_OR_RETURN(const std::string text, ReadFile(index_path));
+  json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": expected a JSON object with a \"weight_map\" object"));
   std::set<std::string> shard_names;

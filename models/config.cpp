@@ -1,12 +1,10 @@
 #include "models/config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "util/read_file.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -181,11 +179,8 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(std::string_view json_text, std::st
 }
 
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::filesystem::path& config_json) {
-  std::ifstream in(config_json, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(config_json.string(), ": cannot open (", std::strerror(errno), ")"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseLlamaConfig(text.str(), config_json.string());
+  AGORA_ASSIGN_OR_RETURN(const std::string text, ReadFile(config_json));
+  return ParseLlamaConfig(text, config_json.string());
 }
 
 std::string LlamaConfigToJson(const LlamaConfig& c) {

@@ -77,7 +77,6 @@ std::vector<std::vector<int64_t>> Generate(LlamaForCausalLM& model, const std::v
   AttentionMask mask;
   mask.key_valid = key_valid;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
-  at::Tensor stop_ids = at::tensor(std::vector<int64_t>(options.stop_ids.begin(), options.stop_ids.end()), at::kLong).to(device);
   std::vector<bool> finished(batch, false);
 
   at::Tensor hidden = model->forward(ids, positions, mask, &cache);
@@ -85,13 +84,14 @@ std::vector<std::vector<int64_t>> Generate(LlamaForCausalLM& model, const std::v
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     at::Tensor logits = model->Logits(hidden.select(1, hidden.size(1) - 1));
     at::Tensor next = NextTokens(logits, options, generator);
+    // One device-to-host copy per step; the bookkeeping below is plain C++ on those ids.
     at::Tensor next_cpu = next.to(at::kCPU);
-    at::Tensor is_stop = stop_ids.numel() > 0 ? at::isin(next, stop_ids).to(at::kCPU) : at::zeros({batch}, at::kBool);
+    const int64_t* next_ids = next_cpu.data_ptr<int64_t>();
     bool all_finished = true;
     for (int64_t b = 0; b < batch; ++b) {
       if (finished[b]) continue;
-      generated[b].push_back(next_cpu[b].item<int64_t>());
-      finished[b] = is_stop[b].item<bool>();
+      generated[b].push_back(next_ids[b]);
+      finished[b] = std::find(options.stop_ids.begin(), options.stop_ids.end(), next_ids[b]) != options.stop_ids.end();
       all_finished = all_finished && finished[b];
     }
     if (all_finished || step + 1 == options.max_new_tokens) break;
