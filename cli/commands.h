@@ -6,5 +6,6 @@
 namespace agora::cli {
 
 int RunGenerate(const std::vector<char*>& positional_args);
+int RunTrain(const std::vector<char*>& positional_args);
 
 }  // namespace agora::cli

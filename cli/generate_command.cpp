@@ -7,7 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "cli/device_options.h"
+#include "models/device_options.h"
 #include "data/tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/generation.h"

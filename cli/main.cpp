@@ -14,6 +14,7 @@ namespace {
 constexpr char kUsage[] =
     "agora <command> [flags]\n"
     "commands:\n"
+    "  train     --config RECIPE.yaml [key=value ...]   fine-tune as the recipe says (recipes/ has examples)\n"
     "  generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
     "            [--seed S] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16]\n"
     "run `agora <command> --help` for every flag";
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
   if (command == "generate") return agora::cli::RunGenerate(positional);
+  if (command == "train") return agora::cli::RunTrain(positional);
   std::fprintf(stderr, "agora: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "models/attention.h"
 
+#include <vector>
+
 #include <ATen/ATen.h>
 
 namespace agora {
@@ -44,6 +46,26 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (plain_causal || (!mask.causal && !mask.key_valid.defined() && !mask.cu_seqlens.defined())) {
     return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/mask.causal,
                                             scale, gqa);
+  }
+  // Packed samples in training (one row, no cache): attend within each sample with the plain causal kernel,
+  // sample by sample, instead of materialising a [T, T] block-diagonal mask (T = all tokens of the batch, which
+  // is quadratic in the batch rather than in the sample). Agora's varlen CUDA kernel replaces this loop later.
+  if (mask.causal && mask.cu_seqlens.defined() && mask.query_offset == 0 && s_q == s_k &&
+      !mask.key_valid.defined()) {
+    TORCH_CHECK(batch == 1, "Attention: cu_seqlens (packed samples) needs batch 1, got ", batch);
+    const at::Tensor bounds = mask.cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+    const int64_t* cu = bounds.data_ptr<int64_t>();
+    TORCH_CHECK(bounds.numel() >= 2 && cu[0] == 0 && cu[bounds.numel() - 1] == s_q,
+                "Attention: cu_seqlens must run from 0 to the sequence length ", s_q, ", got ", bounds);
+    std::vector<at::Tensor> outs;
+    outs.reserve(bounds.numel() - 1);
+    for (int64_t i = 0; i + 1 < bounds.numel(); ++i) {
+      TORCH_CHECK(cu[i + 1] > cu[i], "Attention: cu_seqlens must increase, got ", bounds);
+      outs.push_back(at::scaled_dot_product_attention(q.slice(2, cu[i], cu[i + 1]), k.slice(2, cu[i], cu[i + 1]),
+                                                      v.slice(2, cu[i], cu[i + 1]), {}, 0.0, /*is_causal=*/true,
+                                                      scale, gqa));
+    }
+    return at::cat(outs, 2);
   }
   at::Tensor allowed = MaterializeMask(mask, batch, s_q, s_k, q.device());
   return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, /*is_causal=*/false, scale, gqa);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "models/hf_state_dict.h"
 #include "models/safetensors.h"
+#include "models/tensor_file.h"
 #include "util/atomic_file.h"
 #include "util/read_file.h"
 #include "util/status_macros.h"
@@ -28,24 +29,6 @@ constexpr char kSingleFile[] = "model.safetensors";
 constexpr char kIndexFile[] = "model.safetensors.index.json";
 
 std::string ShapeString(absl::Span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
-
-std::optional<at::ScalarType> TorchDType(DType d) {
-  switch (d) {
-    case DType::kF32: return at::kFloat;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    default: return std::nullopt;
-  }
-}
-
-absl::StatusOr<DType> SafetensorsDType(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::kF32;
-    case at::kHalf: return DType::kF16;
-    case at::kBFloat16: return DType::kBF16;
-    default: return absl::InvalidArgumentError(absl::StrCat("cannot save tensors of dtype ", c10::toString(t)));
-  }
-}
 
 // Where each tensor of a checkpoint lives: the opened files, and name -> (file, header entry).
 struct CheckpointFiles {
@@ -103,17 +86,6 @@ std::string ListNames(const std::vector<std::string>& names) {
   std::string list = absl::StrJoin(shown, ", ");
   if (names.size() > kShown) absl::StrAppend(&list, ", ... (", names.size(), " in all)");
   return list;
-}
-
-// A tensor view over mapped bytes. The mapping is only guaranteed byte-aligned, so misaligned data is first
-// copied into an aligned buffer (never the case for files laid out by the reference writer).
-at::Tensor TensorOverBytes(absl::Span<const std::byte> bytes, const std::vector<int64_t>& shape, at::ScalarType dtype) {
-  const void* ptr = bytes.data();
-  if (reinterpret_cast<uintptr_t>(ptr) % c10::elementSize(dtype) == 0)
-    return at::from_blob(const_cast<void*>(ptr), shape, at::TensorOptions().dtype(dtype));
-  at::Tensor aligned = at::empty(shape, at::TensorOptions().dtype(dtype));
-  std::memcpy(aligned.data_ptr(), ptr, bytes.size());
-  return aligned;
 }
 
 }  // namespace

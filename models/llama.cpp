@@ -1,10 +1,12 @@
 #include "models/llama.h"
 
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include <ATen/ATen.h>
 
+#include "models/activation_checkpointing.h"
 #include "models/rope.h"
 
 namespace agora {
@@ -97,7 +99,16 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   context.mask = mask;
   context.cache = cache;
   if (cache != nullptr) context.mask.query_offset = cache->length();
-  for (const auto& layer : *layers) h = layer->as<LlamaDecoderLayer>()->forward(h, context);
+  // Checkpointing only pays where a graph is being recorded; decoding with a cache never trains.
+  const bool checkpoint = activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;
+  for (const auto& module : *layers) {
+    std::shared_ptr<LlamaDecoderLayerImpl> layer = std::dynamic_pointer_cast<LlamaDecoderLayerImpl>(module);
+    if (checkpoint) {
+      h = CheckpointedCall([layer, context](const at::Tensor& x) { return layer->forward(x, context); }, h);
+    } else {
+      h = layer->forward(h, context);
+    }
+  }
   if (cache != nullptr) cache->Advance(input_ids.size(1));
   return norm->forward(h);
 }

@@ -93,6 +93,9 @@ class LlamaModelImpl : public torch::nn::Module {
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
+  // Recompute each decoder layer's activations in backward instead of keeping them (training memory ~ one layer
+  // of activations plus the layer inputs, for about one extra forward of compute).
+  bool activation_checkpointing = false;
 
  private:
   LlamaConfig config_;

@@ -61,6 +61,8 @@ class TempFile {
   bool committed_ = false;
 };
 
+}  // namespace
+
 absl::Status SyncDirectory(const std::filesystem::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoError("cannot open directory", dir, errno);
@@ -70,8 +72,6 @@ absl::Status SyncDirectory(const std::filesystem::path& dir) {
   if (sync_result != 0) return ErrnoError("cannot fsync directory", dir, sync_errno);
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status WriteFully(int fd, absl::Span<const std::byte> bytes) {
   while (!bytes.empty()) {

@@ -23,6 +23,9 @@ absl::Status WriteFully(int fd, std::string_view bytes);
 absl::Status WriteFileAtomically(const std::filesystem::path& path,
                                  const std::function<absl::Status(int fd)>& write_contents);
 
+// fsyncs a directory, so that entries created, renamed or removed in it survive a crash.
+absl::Status SyncDirectory(const std::filesystem::path& dir);
+
 absl::Status WriteStringAtomically(const std::filesystem::path& path, std::string_view contents);
 
 }  // namespace agora

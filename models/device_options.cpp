@@ -1,10 +1,10 @@
-#include "cli/device_options.h"
+#include "models/device_options.h"
 
 #include <ATen/Context.h>
 
 #include "absl/strings/str_cat.h"
 
-namespace agora::cli {
+namespace agora {
 
 absl::StatusOr<ModelOptions> ResolveModelOptions(const std::string& device, const std::string& dtype) {
   ModelOptions options;
@@ -14,10 +14,10 @@ absl::StatusOr<ModelOptions> ResolveModelOptions(const std::string& device, cons
   } else if (device == "cpu") {
     options.device = at::kCPU;
   } else if (device.rfind("cuda", 0) == 0) {
-    if (!has_cuda) return absl::FailedPreconditionError(absl::StrCat("--device ", device, ": no CUDA GPU is available"));
+    if (!has_cuda) return absl::FailedPreconditionError(absl::StrCat("device ", device, ": no CUDA GPU is available"));
     options.device = at::Device(device);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--device '", device, "': expected auto, cpu or cuda[:N]"));
+    return absl::InvalidArgumentError(absl::StrCat("device '", device, "': expected auto, cpu or cuda[:N]"));
   }
   if (dtype == "auto") {
     options.dtype = options.device.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -28,9 +28,9 @@ absl::StatusOr<ModelOptions> ResolveModelOptions(const std::string& device, cons
   } else if (dtype == "float16") {
     options.dtype = at::kHalf;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--dtype '", dtype, "': expected auto, float32, bfloat16 or float16"));
+    return absl::InvalidArgumentError(absl::StrCat("dtype '", dtype, "': expected auto, float32, bfloat16 or float16"));
   }
   return options;
 }
 
-}  // namespace agora::cli
+}  // namespace agora

@@ -1,4 +1,4 @@
-// --device and --dtype, shared by every command that runs a model.
+// Device and dtype choices ("auto", "cuda:1", "bfloat16" ...), shared by every command and recipe that runs a model.
 #pragma once
 
 #include <string>
@@ -6,9 +6,9 @@
 #include "absl/status/statusor.h"
 #include "models/llama.h"
 
-namespace agora::cli {
+namespace agora {
 
 // "auto" picks CUDA when a GPU is present; dtype "auto" is bfloat16 on CUDA and float32 on the CPU.
 absl::StatusOr<ModelOptions> ResolveModelOptions(const std::string& device, const std::string& dtype);
 
-}  // namespace agora::cli
+}  // namespace agora

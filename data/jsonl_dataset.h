@@ -1,0 +1,102 @@
+// Conversations from a JSONL file, one record per line. The file is scanned once to index and validate it;
+// records are not kept in memory: Get(i) reads line i back from its byte offset and parses it again, so a file
+// larger than memory costs only its index (a few words per line).
+//
+// Two record formats, with configurable field names (FieldMap):
+//   messages:         {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+//   prompt_response:  {"prompt": "...", "response": "...", "system": "..."(optional)}
+//                     -> [system,] user, assistant
+// Other fields are ignored. Blank lines (only whitespace) are skipped silently; "\r\n" line ends are accepted.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace agora {
+
+struct Message {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+
+  bool operator==(const Message&) const = default;
+};
+
+struct Conversation {
+  std::vector<Message> messages;
+
+  bool operator==(const Conversation&) const = default;
+};
+
+enum class RecordFormat { kAuto, kMessages, kPromptResponse };
+// "auto", "messages", "prompt_response". kAuto decides once per file, from the first valid record: the
+// messages field present -> kMessages, otherwise kPromptResponse; every record must then use that format.
+absl::StatusOr<RecordFormat> ParseRecordFormat(std::string_view name);
+
+// The JSON field names of each format (e.g. {"conversations", "from", "value"} for a ShareGPT-style file whose
+// roles are already system/user/assistant).
+struct FieldMap {
+  std::string messages = "messages";
+  std::string role = "role";
+  std::string content = "content";
+  std::string prompt = "prompt";
+  std::string response = "response";
+  std::string system = "system";  // optional; absent, null or "" means no system message
+};
+
+enum class BadLinePolicy { kError, kSkip };
+// "error": the first malformed line fails Open. "skip": malformed lines are left out and counted.
+absl::StatusOr<BadLinePolicy> ParseBadLinePolicy(std::string_view name);
+
+class JsonlDataset {
+ public:
+  // Errors (and skipped lines' messages) read "PATH:LINE: what was expected", LINE 1-based.
+  static absl::StatusOr<JsonlDataset> Open(const std::filesystem::path& path, RecordFormat format = RecordFormat::kAuto,
+                                           const FieldMap& fields = {}, BadLinePolicy policy = BadLinePolicy::kError);
+
+  JsonlDataset(JsonlDataset&& other) noexcept;
+  JsonlDataset& operator=(JsonlDataset&& other) noexcept;
+  ~JsonlDataset();
+
+  // Record i (0 <= i < size()), read from the file and parsed now. Safe to call from several threads.
+  absl::StatusOr<Conversation> Get(int64_t i) const;
+
+  int64_t size() const { return static_cast<int64_t>(lines_.size()); }
+  int64_t line_number(int64_t i) const { return lines_[i].number; }  // 1-based, in the file
+  uint64_t offset(int64_t i) const { return lines_[i].offset; }      // byte offset of the line's first byte
+  const std::filesystem::path& path() const { return path_; }
+  // The format in use: kAuto resolved (still kAuto when the file has no valid record).
+  RecordFormat format() const { return format_; }
+
+  int64_t skipped_lines() const { return skipped_lines_; }
+  // The first kMaxSkippedMessages skip messages, for the log.
+  static constexpr int kMaxSkippedMessages = 10;
+  const std::vector<std::string>& skipped_messages() const { return skipped_messages_; }
+
+ private:
+  struct Line {
+    uint64_t offset;
+    uint64_t length;  // without the line end
+    int64_t number;
+  };
+
+  JsonlDataset() = default;
+  // Indexes and validates every line; called once by Open. Resolves format_ when it is kAuto.
+  absl::Status Scan(BadLinePolicy policy);
+  // "PATH:LINE: " for messages about a line.
+  std::string Where(int64_t line_number) const;
+
+  std::filesystem::path path_;
+  FieldMap fields_;
+  RecordFormat format_ = RecordFormat::kAuto;
+  int fd_ = -1;
+  std::vector<Line> lines_;
+  int64_t skipped_lines_ = 0;
+  std::vector<std::string> skipped_messages_;
+};
+
+}  // namespace agora

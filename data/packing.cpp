@@ -1,0 +1,84 @@
+#include "data/packing.h"
+
+#include <utility>
+
+namespace agora {
+namespace {
+
+// splitmix64 (Steele, Lea & Flood 2014): a tiny generator whose every output is a fixed function of its state.
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed, uint64_t stream) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  uint64_t state = seed;
+  state = SplitMix64(state) ^ (stream * 0xd1b54a32d192ed03ULL);
+  for (int64_t i = n - 1; i > 0; --i) {
+    // Modulo bias is below 2^-40 for any dataset that fits in memory; not worth rejection sampling.
+    const int64_t j = static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(i + 1));
+    std::swap(p[i], p[j]);
+  }
+  return p;
+}
+
+std::vector<std::vector<int64_t>> PackInOrder(const std::vector<int64_t>& lengths, const std::vector<int64_t>& order,
+                                              int64_t capacity) {
+  std::vector<std::vector<int64_t>> rows;
+  int64_t used = capacity;  // forces a new row for the first sample
+  for (int64_t s : order) {
+    if (used + lengths[s] > capacity) {
+      rows.emplace_back();
+      used = 0;
+    }
+    rows.back().push_back(s);
+    used += lengths[s];
+  }
+  return rows;
+}
+
+PackedBatch AssembleBatch(const std::vector<std::vector<RowSample>>& rows, int64_t seq_len, int64_t pad_id) {
+  PackedBatch b;
+  b.rows = static_cast<int64_t>(rows.size());
+  b.seq_len = seq_len;
+  const size_t total = static_cast<size_t>(b.rows * seq_len);
+  b.input_ids.reserve(total);
+  b.labels.reserve(total);
+  b.position_ids.reserve(total);
+  b.sample_index.reserve(total);
+  b.cu_seqlens.push_back(0);
+  for (const std::vector<RowSample>& row : rows) {
+    int64_t used = 0;
+    for (const RowSample& s : row) {
+      const int64_t n = static_cast<int64_t>(s.sample->ids.size());
+      for (int64_t t = 0; t < n; ++t) {
+        b.input_ids.push_back(s.sample->ids[t]);
+        // The first token has no prediction inside its sample: never trained, so no sample learns its neighbour.
+        const int64_t label = t == 0 ? kIgnoreLabel : s.sample->labels[t];
+        b.labels.push_back(label);
+        b.trained_tokens += label != kIgnoreLabel;
+        b.position_ids.push_back(t);
+        b.sample_index.push_back(s.index);
+      }
+      used += n;
+      b.cu_seqlens.push_back(b.cu_seqlens.back() + n);
+      ++b.num_samples;
+    }
+    if (used < seq_len) {
+      b.input_ids.insert(b.input_ids.end(), seq_len - used, pad_id);
+      b.labels.insert(b.labels.end(), seq_len - used, kIgnoreLabel);
+      b.position_ids.insert(b.position_ids.end(), seq_len - used, 0);
+      b.sample_index.insert(b.sample_index.end(), seq_len - used, -1);
+      b.cu_seqlens.push_back(b.cu_seqlens.back() + (seq_len - used));
+    }
+  }
+  return b;
+}
+
+}  // namespace agora

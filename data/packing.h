@@ -1,0 +1,35 @@
+// The pure parts of batching, kept apart from files and tokenizers so they can be tested exhaustively:
+// a seeded permutation that is the same on every platform, greedy sample packing, and the assembly of rows of
+// tokenized samples into one fixed-shape PackedBatch.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/chat_template.h"
+#include "data/sft_data.h"
+
+namespace agora {
+
+// A permutation of 0..n-1 drawn by Fisher-Yates from splitmix64(seed, stream): defined here bit for bit (unlike
+// std::shuffle, whose algorithm the standard leaves to the library), so a data order is reproducible anywhere.
+std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed, uint64_t stream);
+
+// Packs samples, taken in `order`, into rows of at most `capacity` tokens: each sample goes into the current row
+// if it fits, else starts a new one (next-fit, the order is kept; every length must be <= capacity).
+// Returns the rows as lists of sample indexes.
+std::vector<std::vector<int64_t>> PackInOrder(const std::vector<int64_t>& lengths, const std::vector<int64_t>& order,
+                                              int64_t capacity);
+
+// One sample placed in a row: its tokens and its index in the dataset file.
+struct RowSample {
+  const TokenizedSample* sample;
+  int32_t index;
+};
+
+// Lays `rows` out as `seq_len`-token rows (each row's samples back to back, then padding with `pad_id`),
+// flattened row-major. Every sample's first label becomes kIgnoreLabel and its positions restart at 0;
+// cu_seqlens holds one segment per sample and one per padding run. Each row must fit in seq_len.
+PackedBatch AssembleBatch(const std::vector<std::vector<RowSample>>& rows, int64_t seq_len, int64_t pad_id);
+
+}  // namespace agora

@@ -1,0 +1,83 @@
+// Supervised fine-tuning data, from a JSONL file to fixed-shape token batches:
+//   file --(JsonlDataset: byte-offset index, records parsed on demand)--> Conversation
+//        --(chat template)--> TokenizedSample{ids, labels}  --(truncate to max_seq_len)-->
+//        --(per-epoch plan: seeded shuffle, rank shard, packing or padding)--> PackedBatch
+// A batch is a pure function of (seed, epoch, batch index, rank, world size), so the data position a checkpoint
+// saves is just {epoch, batch}.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/chat_template.h"
+#include "data/jsonl_dataset.h"
+#include "data/tokenizer.h"
+
+namespace agora {
+
+struct SftDataOptions {
+  std::filesystem::path path;
+  RecordFormat format = RecordFormat::kAuto;
+  FieldMap fields;
+  ChatTemplateKind chat_template = ChatTemplateKind::kLlama2;
+  BadLinePolicy bad_lines = BadLinePolicy::kError;
+  int64_t max_seq_len = 2048;
+  int64_t batch_rows = 1;   // rows of max_seq_len tokens per batch
+  bool packing = true;      // false: one sample per row, right-padded to the longest row of the batch
+  bool shuffle = true;
+  uint64_t seed = 0;
+  int64_t rank = 0;
+  int64_t world_size = 1;
+};
+
+// Rows of one batch, flattened row-major into rows * seq_len tokens. Padding tokens use the tokenizer's pad id
+// (or 0), have label kIgnoreLabel, position 0, and sample_index -1.
+struct PackedBatch {
+  int64_t rows = 0;
+  int64_t seq_len = 0;
+  std::vector<int64_t> input_ids;
+  // Hugging Face convention: labels[t] is the target of the prediction made at t - 1; kIgnoreLabel = untrained.
+  // The first token of every sample is kIgnoreLabel, so no sample is ever trained to predict its neighbour.
+  std::vector<int64_t> labels;
+  std::vector<int64_t> position_ids;  // restart at 0 for every sample
+  // Boundaries of every segment (sample or padding run) in the flattened token stream: [num_segments + 1],
+  // cu_seqlens[0] = 0, last = rows * seq_len. Attention never crosses a boundary.
+  std::vector<int64_t> cu_seqlens;
+  std::vector<int32_t> sample_index;  // per token: index of its sample in the dataset file; -1 for padding
+  int64_t num_samples = 0;
+  int64_t trained_tokens = 0;  // labels != kIgnoreLabel
+};
+
+struct DataPosition {
+  int64_t epoch = 0;
+  int64_t batch = 0;  // batches of this epoch already consumed
+};
+
+struct SftDataStats {
+  int64_t records = 0;             // records read from the file
+  int64_t skipped_bad_lines = 0;   // malformed lines skipped (BadLinePolicy::kSkip)
+  int64_t truncated = 0;           // samples longer than max_seq_len, cut to max_seq_len
+  int64_t dropped_untrained = 0;   // samples with no trained token (after truncation), left out
+  int64_t samples = 0;             // samples in the epoch plans
+  int64_t batches_per_epoch = 0;   // the same on every rank
+  int64_t tokens = 0;              // tokens of all samples (after truncation)
+};
+
+class SftDataLoader {
+ public:
+  // Indexes the file, tokenizes every record once to learn its length (token ids are not kept: batches
+  // re-read and re-tokenize their records), and fixes the statistics.
+  static absl::StatusOr<std::unique_ptr<SftDataLoader>> Open(const SftDataOptions& options,
+                                                             std::shared_ptr<const Tokenizer> tokenizer);
+  virtual ~SftDataLoader() = default;
+
+  virtual const SftDataStats& stats() const = 0;
+  // The batch at `position` (position.batch < stats().batches_per_epoch).
+  virtual absl::StatusOr<PackedBatch> Get(const DataPosition& position) const = 0;
+};
+
+}  // namespace agora

@@ -1,0 +1,70 @@
+// AdamW (Loshchilov & Hutter; the same update as torch.optim.AdamW) over named parameters, with fp32 master
+// weights and fp32 gradient accumulation for parameters stored in a lower precision (bf16 training on GPU).
+// fp32 parameters are their own master copy and accumulate gradients in .grad directly, so CPU training keeps
+// no extra copies. Norms and biases get no weight decay (the caller decides per parameter).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+
+namespace agora {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+struct TrainableParameter {
+  std::string name;  // Hugging Face tensor name, the key of its state in checkpoints
+  at::Tensor param;  // requires_grad leaf of the model
+  bool decay = true;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<TrainableParameter> params, const AdamWOptions& options);
+
+  // After each micro-batch's backward: moves low-precision .grad into the fp32 accumulators.
+  void AccumulateGradients();
+  // The global L2 norm of the accumulated gradients (computed in fp32 per tensor, summed in fp64); NaN or inf
+  // when any gradient is not finite.
+  double GradientNorm() const;
+  // Multiplies every accumulated gradient by `factor` (global-norm clipping).
+  void ScaleGradients(double factor);
+  // One update at learning rate `lr` from the accumulated gradients, then clears them.
+  void Step(double lr);
+  // Drops the accumulated gradients without updating (a skipped step).
+  void ZeroGradients();
+
+  int64_t steps() const { return steps_; }
+  const std::vector<TrainableParameter>& parameters() const { return params_; }
+
+  // Moments (and master weights where the parameter is not fp32) keyed "<name>.exp_avg", "<name>.exp_avg_sq",
+  // "<name>.master"; with steps() this is the whole optimizer state.
+  std::map<std::string, at::Tensor> StateTensors() const;
+  // Restores what StateTensors() returned; every tensor must be present with the right shape.
+  absl::Status LoadState(const std::map<std::string, at::Tensor>& tensors, int64_t steps);
+
+ private:
+  at::Tensor& Grad(size_t i);
+
+  struct State {
+    at::Tensor master;     // fp32 copy when the parameter is lower precision; undefined otherwise
+    at::Tensor grad32;     // fp32 gradient accumulator when the parameter is lower precision
+    at::Tensor exp_avg, exp_avg_sq;
+  };
+  std::vector<TrainableParameter> params_;
+  std::vector<State> state_;
+  AdamWOptions options_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace agora

@@ -1,0 +1,26 @@
+#include <ATen/ATen.h>
+
+#include "trainer/objective.h"
+
+namespace agora {
+namespace {
+
+at::Tensor Row(const std::vector<int64_t>& values, const at::Device& device) {
+  return at::tensor(values, at::kLong).view({1, static_cast<int64_t>(values.size())}).to(device);
+}
+
+}  // namespace
+
+DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device) {
+  DeviceBatch out;
+  out.input_ids = Row(batch.input_ids, device);
+  out.labels = Row(batch.labels, device);
+  out.position_ids = Row(batch.position_ids, device);
+  out.cu_seqlens = at::tensor(batch.cu_seqlens, at::kLong);
+  out.sample_index = at::tensor(batch.sample_index, at::kInt);
+  out.trained_tokens = batch.trained_tokens;
+  out.tokens = out.sample_index.ge(0).sum().item<int64_t>();
+  return out;
+}
+
+}  // namespace agora

@@ -1,0 +1,47 @@
+// The seam between the training loop and what is being optimised. The loop knows no objective by name: it asks
+// the objective for the loss of a micro-batch as a SUM and for that sum's denominator, so a step's loss is the
+// sum over its micro-batches divided by the total denominator — exact under gradient accumulation and, later,
+// across data-parallel ranks (a mean of per-micro-batch means would weight short batches too much).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "data/sft_data.h"
+#include "models/llama.h"
+
+namespace agora {
+
+// A PackedBatch on the training device: all rows flattened into one row of T tokens, samples separated by
+// cu_seqlens (attention stays inside each sample).
+struct DeviceBatch {
+  at::Tensor input_ids;     // [1, T] int64
+  at::Tensor labels;        // [1, T] int64, kIgnoreLabel where untrained
+  at::Tensor position_ids;  // [1, T] int64, restarting per sample
+  at::Tensor cu_seqlens;    // [segments + 1] int64 (CPU: only boundaries are read)
+  at::Tensor sample_index;  // [T] int32 (CPU), -1 for padding
+  int64_t trained_tokens = 0;
+  int64_t tokens = 0;  // non-padding tokens
+};
+
+DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device);
+
+struct LossOutput {
+  at::Tensor loss_sum;  // fp32 scalar on the device, differentiable
+  std::vector<std::pair<std::string, double>> metrics;  // extra sums the objective wants logged
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual std::string name() const = 0;
+  // What the micro-batch's loss sum is normalised by (SFT: trained tokens).
+  virtual int64_t Denominator(const DeviceBatch& batch) const = 0;
+  virtual LossOutput Forward(LlamaForCausalLM& model, const DeviceBatch& batch) = 0;
+};
+
+}  // namespace agora

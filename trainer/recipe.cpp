@@ -1,0 +1,495 @@
+// Recipes: one table of fields (dotted key, member, rule) drives reading YAML, applying overrides, validating and
+// writing YAML back, so a new field is one row and cannot be read one way and written another.
+#include "trainer/recipe.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "util/status_macros.h"
+
+namespace agora {
+namespace {
+
+// --- the table ------------------------------------------------------------------------------------------------
+
+// What a value must satisfy once every source (file, overrides) has been applied.
+struct Rule {
+  double min = -std::numeric_limits<double>::infinity();  // numbers
+  bool min_exclusive = false;
+  double max = std::numeric_limits<double>::infinity();
+  bool max_exclusive = false;
+  std::vector<std::string> one_of;  // strings; an entry ending in ":N" admits that prefix + a decimal index
+  bool required = false;            // strings: must not be empty
+};
+
+Rule AtLeast(double min) { return {.min = min}; }
+Rule Positive() { return {.min = 0, .min_exclusive = true}; }
+Rule UnitInterval() { return {.min = 0, .max = 1}; }
+Rule Beta() { return {.min = 0, .max = 1, .max_exclusive = true}; }  // 1 would stop the moment estimate moving
+Rule OneOf(std::vector<std::string> choices) { return {.one_of = std::move(choices)}; }
+Rule NonEmpty() { return {.required = true}; }
+
+using Member = std::variant<std::string Recipe::*, int64_t Recipe::*, double Recipe::*, bool Recipe::*,
+                            std::string DatasetRecipe::*>;
+
+struct Field {
+  std::string key;  // dotted: "optimizer.lr"
+  Member member;
+  Rule rule;
+  DatasetRecipe Recipe::*dataset = nullptr;  // which dataset, for the DatasetRecipe members
+};
+
+// data.train.* and data.validation.* share their keys; only the path rule differs (validation is optional).
+void AddDatasetFields(const std::string& prefix, DatasetRecipe Recipe::*dataset, Rule path_rule,
+                      std::vector<Field>& fields) {
+  const std::pair<const char*, std::string DatasetRecipe::*> kNames[] = {
+      {"messages_field", &DatasetRecipe::messages_field}, {"role_field", &DatasetRecipe::role_field},
+      {"content_field", &DatasetRecipe::content_field},   {"prompt_field", &DatasetRecipe::prompt_field},
+      {"response_field", &DatasetRecipe::response_field}, {"system_field", &DatasetRecipe::system_field}};
+  fields.push_back({prefix + ".path", &DatasetRecipe::path, std::move(path_rule), dataset});
+  fields.push_back({prefix + ".format", &DatasetRecipe::format, OneOf({"auto", "messages", "prompt_response"}),
+                    dataset});
+  for (const auto& [name, member] : kNames) fields.push_back({prefix + "." + name, member, NonEmpty(), dataset});
+}
+
+// Every key, in the order RecipeToYaml writes them (keys of one section stay together).
+const std::vector<Field>& Fields() {
+  static const std::vector<Field>* const fields = [] {
+    auto* f = new std::vector<Field>{
+        {"model.path", &Recipe::model_path, NonEmpty()},
+        {"model.dtype", &Recipe::model_dtype, OneOf({"auto", "float32", "bfloat16"})},
+        {"model.activation_checkpointing", &Recipe::activation_checkpointing},
+        {"device", &Recipe::device, OneOf({"auto", "cpu", "cuda", "cuda:N"})},
+        {"seed", &Recipe::seed, AtLeast(0)},
+        {"output_dir", &Recipe::output_dir, NonEmpty()},
+    };
+    AddDatasetFields("data.train", &Recipe::train_data, NonEmpty(), *f);
+    AddDatasetFields("data.validation", &Recipe::validation_data, {}, *f);
+    f->insert(f->end(), {
+        {"data.template", &Recipe::chat_template, OneOf({"llama2", "llama3", "plain"})},
+        {"data.max_seq_len", &Recipe::max_seq_len, AtLeast(2)},  // one input and one target token
+        {"data.packing", &Recipe::packing},
+        {"data.shuffle", &Recipe::shuffle},
+        {"data.on_bad_line", &Recipe::on_bad_line, OneOf({"error", "skip"})},
+        {"training.batch_size", &Recipe::batch_size, AtLeast(1)},
+        {"training.gradient_accumulation_steps", &Recipe::gradient_accumulation_steps, AtLeast(1)},
+        {"training.epochs", &Recipe::epochs, AtLeast(1)},
+        {"training.max_steps", &Recipe::max_steps, AtLeast(0)},
+        {"training.stop_after_steps", &Recipe::stop_after_steps, AtLeast(0)},
+        {"training.clip_grad_norm", &Recipe::clip_grad_norm, AtLeast(0)},
+        {"training.on_nonfinite", &Recipe::on_nonfinite, OneOf({"skip", "stop"})},
+        {"optimizer.lr", &Recipe::lr, Positive()},
+        {"optimizer.beta1", &Recipe::beta1, Beta()},
+        {"optimizer.beta2", &Recipe::beta2, Beta()},
+        {"optimizer.eps", &Recipe::eps, Positive()},
+        {"optimizer.weight_decay", &Recipe::weight_decay, AtLeast(0)},
+        {"scheduler.name", &Recipe::scheduler, OneOf({"cosine", "constant"})},
+        {"scheduler.warmup_steps", &Recipe::warmup_steps, AtLeast(0)},
+        {"scheduler.min_lr_ratio", &Recipe::min_lr_ratio, UnitInterval()},
+        {"eval.every_steps", &Recipe::eval_every_steps, AtLeast(0)},
+        {"eval.max_batches", &Recipe::eval_max_batches, AtLeast(0)},
+        {"checkpoint.every_steps", &Recipe::checkpoint_every_steps, AtLeast(0)},
+        {"checkpoint.keep_last", &Recipe::keep_last, AtLeast(1)},
+        {"resume", &Recipe::resume, NonEmpty()},  // auto | none | a checkpoint folder
+        {"logging.log_every_steps", &Recipe::log_every_steps, AtLeast(1)},
+        {"logging.tensorboard", &Recipe::tensorboard},
+    });
+    return f;
+  }();
+  return *fields;
+}
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// Calls fn(the field's value in `recipe`); RecipeT is Recipe or const Recipe.
+template <typename RecipeT, typename Fn>
+decltype(auto) VisitField(const Field& field, RecipeT& recipe, Fn&& fn) {
+  return std::visit(
+      Overloaded{[&](std::string DatasetRecipe::*m) -> decltype(auto) { return fn(recipe.*field.dataset.*m); },
+                 [&]<typename T>(T Recipe::*m) -> decltype(auto) { return fn(recipe.*m); }},
+      field.member);
+}
+
+const Field* FindField(const std::string& key) {
+  for (const Field& field : Fields())
+    if (field.key == key) return &field;
+  return nullptr;
+}
+
+// The names directly under `section` ("" = top level), in table order; empty when `section` is not a section.
+std::vector<std::string> Children(const std::string& section) {
+  std::vector<std::string> names;
+  const std::string prefix = section.empty() ? "" : section + ".";
+  for (const Field& field : Fields()) {
+    if (field.key.size() <= prefix.size() || field.key.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string name = field.key.substr(prefix.size(), field.key.find('.', prefix.size()) - prefix.size());
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+  }
+  return names;
+}
+
+// --- unknown keys -----------------------------------------------------------------------------------------------
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("tempalte").
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::string LastName(const std::string& key) { return key.substr(key.rfind('.') + 1); }
+
+// "unknown key 'optimiser' (did you mean 'optimizer'?)": a known key or section close enough to be a typo, else
+// the one key with the same last name in another section ("training.lr" -> "optimizer.lr"), else the choices.
+std::string UnknownKey(const std::string& key) {
+  std::vector<std::string> known;
+  for (const Field& field : Fields()) {
+    for (size_t dot = field.key.find('.'); dot != std::string::npos; dot = field.key.find('.', dot + 1))
+      known.push_back(field.key.substr(0, dot));
+    known.push_back(field.key);
+  }
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, key.size() / 5) + 1;
+  for (const std::string& candidate : known) {
+    if (size_t distance = EditDistance(key, candidate); distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  if (best.empty()) {
+    std::vector<std::string> same_name;
+    for (const Field& field : Fields())
+      if (LastName(field.key) == LastName(key)) same_name.push_back(field.key);
+    if (same_name.size() == 1) best = same_name[0];
+  }
+  if (!best.empty()) return absl::StrCat("unknown key '", key, "' (did you mean '", best, "'?)");
+  const size_t dot = key.rfind('.');
+  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
+  return absl::StrCat("unknown key '", key, "' (known keys ", section.empty() ? "at the top level" : "under " + section,
+                      ": ", absl::StrJoin(Children(section), ", "), ")");
+}
+
+// --- values -----------------------------------------------------------------------------------------------------
+
+// A YAML scalar as the recipe reads it: plain text is typed by its spelling, quoted text is always a string.
+struct Scalar {
+  std::string text;
+  bool quoted = false;
+  bool null = false;  // `key:` with nothing after it
+};
+
+template <typename T>
+std::string KindName() {
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+  if constexpr (std::is_same_v<T, double>) return "a number";
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+}
+
+std::string Got(const Scalar& s) {
+  if (s.null) return "nothing";
+  if (s.quoted) return absl::StrCat("the quoted string '", s.text, "' (quoted values are strings)");
+  return absl::StrCat("'", s.text, "'");
+}
+
+template <typename T>
+absl::Status Expected(const Scalar& s, const std::string& hint = "") {
+  return absl::InvalidArgumentError(absl::StrCat("expected ", KindName<T>(), ", got ", Got(s), hint));
+}
+
+absl::Status ParseScalar(const Scalar& s, std::string& out) {
+  out = s.text;  // null reads as "": a required key then says it must not be empty
+  return absl::OkStatus();
+}
+
+absl::Status ParseScalar(const Scalar& s, bool& out) {
+  static const char* const kTrue[] = {"true", "True", "TRUE"};
+  static const char* const kFalse[] = {"false", "False", "FALSE"};
+  const bool is_true = std::find(std::begin(kTrue), std::end(kTrue), s.text) != std::end(kTrue);
+  const bool is_false = std::find(std::begin(kFalse), std::end(kFalse), s.text) != std::end(kFalse);
+  if (s.quoted || s.null || !(is_true || is_false))
+    return Expected<bool>(s, " (YAML 1.2 booleans: yes/no/on/off are not booleans)");
+  out = is_true;
+  return absl::OkStatus();
+}
+
+// Integers and numbers share this: the whole text must parse, a leading '+' (valid YAML) is allowed.
+template <typename T>
+absl::Status ParseNumber(const Scalar& s, T& out) {
+  std::string_view text = s.text;
+  if (text.size() > 1 && text[0] == '+' && text[1] != '-') text.remove_prefix(1);
+  if (s.quoted || s.null || text.empty()) return Expected<T>(s);
+  T value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec == std::errc::result_out_of_range)
+    return absl::InvalidArgumentError(absl::StrCat("'", s.text, "' is out of range for ", KindName<T>()));
+  if (ec != std::errc() || end != text.data() + text.size()) return Expected<T>(s);
+  if constexpr (std::is_same_v<T, double>) {
+    if (!std::isfinite(value)) return Expected<T>(s, " (it must be finite)");
+  }
+  out = value;
+  return absl::OkStatus();
+}
+
+absl::Status ParseScalar(const Scalar& s, int64_t& out) { return ParseNumber(s, out); }
+absl::Status ParseScalar(const Scalar& s, double& out) { return ParseNumber(s, out); }
+
+// Reads a YAML node into `out`, refusing maps and lists where a scalar belongs.
+template <typename T>
+absl::Status ParseNode(const YAML::Node& node, T& out) {
+  if (node.IsMap()) return absl::InvalidArgumentError(absl::StrCat("expected ", KindName<T>(), ", got a map"));
+  if (node.IsSequence()) return absl::InvalidArgumentError(absl::StrCat("expected ", KindName<T>(), ", got a list"));
+  Scalar s;
+  s.null = node.IsNull();
+  if (!s.null) {
+    s.text = node.Scalar();
+    s.quoted = node.Tag() == "!";  // yaml-cpp's non-specific tag for quoted scalars; plain ones get "?"
+  }
+  return ParseScalar(s, out);
+}
+
+// Shortest text that reads back to exactly `v`.
+std::string Shortest(double v) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+  return std::string(buffer, end);
+}
+
+std::string Format(const std::string& v) { return v; }
+std::string Format(int64_t v) { return std::to_string(v); }
+std::string Format(bool v) { return v ? "true" : "false"; }
+std::string Format(double v) {
+  std::string text = Shortest(v);
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";  // 1.0, not 1: the key is a number
+  return text;
+}
+
+// --- validation -------------------------------------------------------------------------------------------------
+
+// The problem with `value` under `rule`, or "" when there is none.
+std::string Check(const Rule& rule, const std::string& value) {
+  if (rule.required && value.empty()) return "must not be empty";
+  if (rule.one_of.empty()) return "";
+  for (const std::string& choice : rule.one_of) {
+    if (choice == value) return "";
+    if (choice.ends_with(":N")) {
+      const std::string prefix = choice.substr(0, choice.size() - 1);
+      if (value.size() > prefix.size() && value.starts_with(prefix) &&
+          std::all_of(value.begin() + prefix.size(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return "";
+    }
+  }
+  return absl::StrCat("'", value, "' is not one of ", absl::StrJoin(rule.one_of, "|"));
+}
+
+std::string Check(const Rule&, bool) { return ""; }
+
+template <typename T>
+std::string Check(const Rule& rule, T value) {
+  const double v = static_cast<double>(value);
+  const bool low = rule.min_exclusive ? v <= rule.min : v < rule.min;
+  const bool high = rule.max_exclusive ? v >= rule.max : v > rule.max;
+  if (!low && !high) return "";
+  std::string bound;
+  if (std::isfinite(rule.min) && std::isfinite(rule.max)) {
+    bound = absl::StrCat("in ", rule.min_exclusive ? "(" : "[", Shortest(rule.min), ", ", Shortest(rule.max),
+                         rule.max_exclusive ? ")" : "]");
+  } else if (std::isfinite(rule.min)) {
+    bound = absl::StrCat(rule.min_exclusive ? "> " : ">= ", Shortest(rule.min));
+  } else {
+    bound = absl::StrCat(rule.max_exclusive ? "< " : "<= ", Shortest(rule.max));
+  }
+  return absl::StrCat("must be ", bound, ", got ", Format(value));
+}
+
+// --- resolving ----------------------------------------------------------------------------------------------------
+
+// Builds one Recipe from defaults, then the file, then the overrides, remembering where each value came from.
+class Resolver {
+ public:
+  explicit Resolver(std::string source) : source_(std::move(source)), origin_(Fields().size()) {}
+
+  absl::Status ReadYaml(const std::string& text) {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_, ":", e.mark.line + 1, ":", e.mark.column + 1, ": invalid YAML: ", e.msg));
+    }
+    if (documents.size() > 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_, ": holds ", documents.size(), " YAML documents; a recipe is one"));
+    if (documents.empty() || documents[0].IsNull()) return absl::OkStatus();
+    if (!documents[0].IsMap())
+      return absl::InvalidArgumentError(absl::StrCat(source_, ":", documents[0].Mark().line + 1,
+                                                     ": a recipe is a map of sections and keys"));
+    return ReadMap(documents[0], "");
+  }
+
+  absl::Status ApplyOverride(const std::string& text) {
+    const std::string where = absl::StrCat("override '", text, "'");
+    const size_t eq = text.find('=');
+    const std::string key = eq == std::string::npos ? "" : Trim(text.substr(0, eq));
+    if (key.empty())
+      return absl::InvalidArgumentError(absl::StrCat(where, ": expected dotted.key=value, e.g. optimizer.lr=1e-4"));
+    const Field* field = FindField(key);
+    if (field == nullptr) {
+      if (std::vector<std::string> children = Children(key); !children.empty())
+        return absl::InvalidArgumentError(absl::StrCat(where, ": '", key, "' is a section; override one of its keys (",
+                                                       key, ".", absl::StrJoin(children, ", " + key + "."), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", UnknownKey(key)));
+    }
+    YAML::Node value;
+    try {
+      value = YAML::Load(text.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": the value is not a YAML scalar (", e.msg, ")"));
+    }
+    return Assign(*field, value, where);
+  }
+
+  absl::StatusOr<Recipe> Finish() const {
+    for (size_t i = 0; i < Fields().size(); ++i) {
+      const Field& field = Fields()[i];
+      const std::string problem = VisitField(field, recipe_, [&](const auto& v) { return Check(field.rule, v); });
+      if (problem.empty()) continue;
+      if (origin_[i].empty())  // only a required key can fail at its default
+        return absl::InvalidArgumentError(absl::StrCat(field.key, " is required: set it in ", source_,
+                                                       " or override it with ", field.key, "=..."));
+      return absl::InvalidArgumentError(absl::StrCat(origin_[i], ": ", problem));
+    }
+    return recipe_;
+  }
+
+ private:
+  static std::string Trim(const std::string& s) {
+    const size_t begin = s.find_first_not_of(" \t");
+    return begin == std::string::npos ? "" : s.substr(begin, s.find_last_not_of(" \t") + 1 - begin);
+  }
+
+  absl::Status ReadMap(const YAML::Node& map, const std::string& prefix) {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const int line = it->first.Mark().line + 1;  // errors point at the key: a null value's mark is past it
+      const std::string at = absl::StrCat(source_, ":", line);
+      if (!it->first.IsScalar())
+        return absl::InvalidArgumentError(absl::StrCat(at, ": a key must be a name, got a map or a list"));
+      const std::string key = prefix.empty() ? it->first.Scalar() : prefix + "." + it->first.Scalar();
+      if (auto [first, inserted] = lines_.emplace(key, line); !inserted)
+        return absl::InvalidArgumentError(
+            absl::StrCat(at, ": duplicate key '", key, "' (first set at ", source_, ":", first->second, ")"));
+      const YAML::Node& value = it->second;
+      if (const Field* field = FindField(key)) {
+        AGORA_RETURN_IF_ERROR(Assign(*field, value, absl::StrCat(at, ": ", key)));
+      } else if (std::vector<std::string> children = Children(key); !children.empty()) {
+        if (value.IsMap()) {
+          AGORA_RETURN_IF_ERROR(ReadMap(value, key));
+        } else if (!value.IsNull()) {  // `eval:` with every key commented out is an empty section
+          return absl::InvalidArgumentError(absl::StrCat(at, ": ", key, ": expected a map of ",
+                                                         absl::StrJoin(children, ", "), "; got ",
+                                                         value.IsSequence() ? "a list" : "'" + value.Scalar() + "'"));
+        }
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(at, ": ", UnknownKey(key)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // `where` names the value's place in messages: "file:line: key" or "override 'key=value'".
+  absl::Status Assign(const Field& field, const YAML::Node& value, const std::string& where) {
+    absl::Status status = VisitField(field, recipe_, [&](auto& member) { return ParseNode(value, member); });
+    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", status.message()));
+    origin_[&field - Fields().data()] = where;
+    return absl::OkStatus();
+  }
+
+  std::string source_;
+  Recipe recipe_;
+  std::vector<std::string> origin_;   // per field, where its value came from; "" = the default
+  std::map<std::string, int> lines_;  // keys read from the file and their lines, to refuse duplicates
+};
+
+}  // namespace
+
+absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::string& source_name,
+                                   const std::vector<std::string>& overrides) {
+  Resolver resolver(source_name);
+  AGORA_RETURN_IF_ERROR(resolver.ReadYaml(yaml_text));
+  for (const std::string& override_text : overrides) AGORA_RETURN_IF_ERROR(resolver.ApplyOverride(override_text));
+  return resolver.Finish();
+}
+
+absl::StatusOr<Recipe> LoadRecipe(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int error = errno;
+    const std::string message = absl::StrCat("cannot read recipe ", path.string(), ": ", std::strerror(error));
+    return error == ENOENT ? absl::NotFoundError(message) : absl::InvalidArgumentError(message);
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseRecipe(text.str(), path.string(), overrides);
+}
+
+std::string RecipeToYaml(const Recipe& recipe) {
+  // Emitted key by key in Fields() order, opening and closing sections as the dotted keys change (the keys of a
+  // section are contiguous there), so the file reads in the same order as the shipped recipes.
+  YAML::Emitter emitter;
+  emitter << YAML::BeginMap;
+  std::vector<std::string> open;  // the sections currently open, outermost first
+  for (const Field& field : Fields()) {
+    std::vector<std::string> names = absl::StrSplit(field.key, '.');
+    const size_t depth = names.size() - 1;
+    size_t common = 0;
+    while (common < open.size() && common < depth && open[common] == names[common]) ++common;
+    for (; open.size() > common; open.pop_back()) emitter << YAML::EndMap;
+    for (; open.size() < depth; open.push_back(names[open.size()]))
+      emitter << YAML::Key << names[open.size()] << YAML::Value << YAML::BeginMap;
+    emitter << YAML::Key << names.back() << YAML::Value
+            << VisitField(field, recipe, [](const auto& v) { return Format(v); });
+  }
+  for (; !open.empty(); open.pop_back()) emitter << YAML::EndMap;
+  emitter << YAML::EndMap;
+  // A blank line before each top-level section, for the reader; YAML ignores it.
+  std::string out =
+      "# Agora training recipe, fully resolved: every key with the value the run used, defaults included.\n"
+      "# Running a recipe from this file repeats the run.\n";
+  for (absl::string_view line : absl::StrSplit(emitter.c_str(), '\n')) {
+    if (line.empty()) continue;
+    if (line[0] != ' ' && line.back() == ':') out += "\n";
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+}  // namespace agora

@@ -1,0 +1,185 @@
+#include "trainer/sft_recipe.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "data/tokenizer.h"
+#include "models/checkpoint.h"
+#include "models/device_options.h"
+#include "trainer/objectives/sft.h"
+#include "trainer/preemption.h"
+#include "trainer/rng_state.h"
+#include "util/atomic_file.h"
+#include "util/status_macros.h"
+
+namespace agora {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<SftDataOptions> DataOptions(const Recipe& recipe, const DatasetRecipe& dataset, bool train) {
+  SftDataOptions o;
+  o.path = dataset.path;
+  AGORA_ASSIGN_OR_RETURN(o.format, ParseRecordFormat(dataset.format));
+  o.fields = FieldMap{dataset.messages_field, dataset.role_field,     dataset.content_field,
+                      dataset.prompt_field,   dataset.response_field, dataset.system_field};
+  AGORA_ASSIGN_OR_RETURN(o.chat_template, ParseChatTemplateKind(recipe.chat_template));
+  AGORA_ASSIGN_OR_RETURN(o.bad_lines, ParseBadLinePolicy(recipe.on_bad_line));
+  o.max_seq_len = recipe.max_seq_len;
+  o.batch_rows = recipe.batch_size;
+  o.packing = recipe.packing;
+  o.shuffle = train && recipe.shuffle;
+  o.seed = static_cast<uint64_t>(recipe.seed);
+  return o;
+}
+
+void Describe(RunLog& log, const std::string& what, const SftDataOptions& o, const SftDataStats& s) {
+  log.Info(absl::StrFormat("%s data %s: %d records -> %d samples, %d tokens, %d batches of %d x %d tokens (%s)",
+                           what, o.path.string(), s.records, s.samples, s.tokens, s.batches_per_epoch, o.batch_rows,
+                           o.max_seq_len, o.packing ? "packed" : "padded"));
+  // The truncation policy, stated where the user reads: long samples keep their beginning.
+  if (s.truncated > 0)
+    log.Warning(absl::StrFormat("%s data: %d samples longer than data.max_seq_len=%d keep their first %d tokens",
+                                what, s.truncated, o.max_seq_len, o.max_seq_len));
+  if (s.dropped_untrained > 0)
+    log.Warning(absl::StrFormat("%s data: %d samples left out: no assistant token within data.max_seq_len", what,
+                                s.dropped_untrained));
+  if (s.skipped_bad_lines > 0)
+    log.Warning(absl::StrFormat("%s data: %d malformed lines skipped (data.on_bad_line=skip)", what,
+                                s.skipped_bad_lines));
+}
+
+// Norms (and biases, should a model have them) are not decayed: shrinking a gain towards 0 is not
+// regularisation.
+bool Decays(const std::string& name) { return !absl::StrContains(name, "norm") && !absl::EndsWith(name, ".bias"); }
+
+absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe, const CheckpointManager& manager) {
+  if (recipe.resume == "auto") return manager.Latest();
+  if (recipe.resume == "none") {
+    if (std::optional<fs::path> existing = manager.Latest())
+      return absl::FailedPreconditionError(absl::StrCat(
+          "resume=none but ", recipe.output_dir, " already holds checkpoint ", existing->string(),
+          "; resume with resume=auto or pick a new output_dir"));
+    return std::nullopt;
+  }
+  if (!fs::exists(fs::path(recipe.resume) / "trainer_state.json"))
+    return absl::NotFoundError(absl::StrCat("resume=", recipe.resume, ": not a checkpoint folder (no trainer_state.json)"));
+  return fs::path(recipe.resume);
+}
+
+}  // namespace
+
+absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
+  // Where and in what precision.
+  AGORA_ASSIGN_OR_RETURN(ModelOptions model_options, ResolveModelOptions(recipe.device, recipe.model_dtype));
+
+  // The run folder, and whether this run continues an earlier one.
+  const fs::path run_dir = recipe.output_dir;
+  std::error_code ec;
+  fs::create_directories(run_dir / "checkpoints", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", run_dir.string(), ": ", ec.message()));
+  CheckpointManager checkpoints(run_dir / "checkpoints", recipe.keep_last, recipe.model_path);
+  AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, checkpoints));
+
+  // What the user sees: log.txt and the console, metrics.jsonl, TensorBoard, the resolved recipe.
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log, RunLog::Open(run_dir / "log.txt", terminal, 0));
+  AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
+  log->Info(absl::StrCat("run folder ", run_dir.string(), " (resolved recipe in recipe.yaml); device ",
+                         model_options.device.str(), ", dtype ", c10::toString(model_options.dtype)));
+
+  // Tokenizer and data.
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model_path));
+  std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
+  AGORA_ASSIGN_OR_RETURN(SftDataOptions train_options, DataOptions(recipe, recipe.train_data, true));
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SftDataLoader> train, SftDataLoader::Open(train_options, tokenizer));
+  Describe(*log, "train", train_options, train->stats());
+  std::unique_ptr<SftDataLoader> validation;
+  if (!recipe.validation_data.path.empty()) {
+    AGORA_ASSIGN_OR_RETURN(SftDataOptions options, DataOptions(recipe, recipe.validation_data, false));
+    AGORA_ASSIGN_OR_RETURN(validation, SftDataLoader::Open(options, tokenizer));
+    Describe(*log, "validation", options, validation->stats());
+  }
+  const int64_t batches_per_epoch = train->stats().batches_per_epoch;
+  if (batches_per_epoch < recipe.gradient_accumulation_steps)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data.train gives %d batches per epoch, fewer than training.gradient_accumulation_steps=%d",
+        batches_per_epoch, recipe.gradient_accumulation_steps));
+
+  // The model: from the checkpoint being resumed (a complete model folder) or from model.path.
+  const fs::path weights_dir = resume_from ? *resume_from : fs::path(recipe.model_path);
+  AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
+  LlamaForCausalLM model = loaded.model;
+  model->model->activation_checkpointing = recipe.activation_checkpointing;
+  std::vector<TrainableParameter> trainable;
+  int64_t parameter_count = 0;
+  for (const auto& item : model->named_parameters()) {
+    at::Tensor param = item.value();
+    param.set_requires_grad(true);
+    trainable.push_back({item.key(), param, Decays(item.key())});
+    parameter_count += param.numel();
+  }
+  AdamW optimizer(std::move(trainable),
+                  AdamWOptions{recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay});
+  log->Info(absl::StrFormat("model %s: %d parameters, all trained%s", recipe.model_path, parameter_count,
+                            recipe.activation_checkpointing ? ", activation checkpointing" : ""));
+
+  // Where training stands.
+  TrainerState state;
+  state.seed = static_cast<uint64_t>(recipe.seed);
+  if (resume_from) {
+    AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer));
+    AGORA_ASSIGN_OR_RETURN(std::vector<std::string> skipped, RestoreRngStates(state.rng_states));
+    if (!skipped.empty())
+      log->Warning(absl::StrCat("RNG states of ", absl::StrJoin(skipped, ", "), " not restored: no such device here"));
+    if (state.seed != static_cast<uint64_t>(recipe.seed))
+      log->Warning(absl::StrFormat("resuming a run seeded %d with seed=%d: the data order follows the checkpoint's",
+                                   state.seed, recipe.seed));
+    log->Info(absl::StrFormat("resumed from %s at step %d (epoch %d, batch %d)", resume_from->string(), state.step,
+                              state.data.epoch, state.data.batch));
+  } else {
+    at::manual_seed(recipe.seed);
+  }
+  // A resumed run rewrites metrics.jsonl up to its checkpoint's step, so it reads like one uninterrupted run.
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics, MetricsLog::Open(run_dir / "metrics.jsonl", state.step));
+  std::unique_ptr<TensorBoardWriter> tensorboard;
+  if (recipe.tensorboard) {
+    AGORA_ASSIGN_OR_RETURN(tensorboard, TensorBoardWriter::Create(run_dir / "tb"));
+  }
+
+  LoopOptions options;
+  options.total_steps = recipe.max_steps > 0
+                            ? recipe.max_steps
+                            : recipe.epochs * batches_per_epoch / recipe.gradient_accumulation_steps;
+  options.gradient_accumulation_steps = recipe.gradient_accumulation_steps;
+  options.clip_grad_norm = recipe.clip_grad_norm;
+  options.on_nonfinite = recipe.on_nonfinite == "stop" ? NonFinitePolicy::kStop : NonFinitePolicy::kSkip;
+  options.eval_every_steps = recipe.eval_every_steps;
+  options.eval_max_batches = recipe.eval_max_batches;
+  options.checkpoint_every_steps = recipe.checkpoint_every_steps;
+  options.stop_after_steps = recipe.stop_after_steps;
+  options.log_every_steps = recipe.log_every_steps;
+  AGORA_ASSIGN_OR_RETURN(options.schedule.kind, ParseScheduleKind(recipe.scheduler));
+  options.schedule.lr = recipe.lr;
+  options.schedule.warmup_steps = recipe.warmup_steps;
+  options.schedule.total_steps = options.total_steps;
+  options.schedule.min_lr_ratio = recipe.min_lr_ratio;
+  options.device = model_options.device;
+  log->Info(absl::StrFormat("%d optimizer steps of %d x %d micro-batches (%d batches per epoch), %s schedule, lr %g",
+                            options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
+                            batches_per_epoch, recipe.scheduler, recipe.lr));
+
+  SftObjective objective;
+  LoopParts parts{model, &objective, &optimizer, train.get(), validation.get(), &checkpoints, log.get(),
+                  metrics.get(), tensorboard.get()};
+  InstallPreemptionHandlers();
+  return RunTrainLoop(options, parts, state);
+}
+
+}  // namespace agora

@@ -1,0 +1,168 @@
+#include "trainer/train_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "trainer/objectives/sft.h"
+#include "trainer/preemption.h"
+#include "trainer/rng_state.h"
+#include "util/status_macros.h"
+
+namespace agora {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// The next micro-batch position: epochs roll over when one is used up.
+DataPosition Advance(DataPosition p, int64_t batches_per_epoch) {
+  if (p.batch >= batches_per_epoch) p = {p.epoch + 1, 0};
+  return p;
+}
+
+absl::Status Record(LoopParts& parts, const std::string& kind, int64_t step,
+                    const std::vector<std::pair<std::string, double>>& values) {
+  AGORA_RETURN_IF_ERROR(parts.metrics->Write(MetricsRecord{kind, step, values}));
+  if (parts.tensorboard != nullptr) {
+    for (const auto& [name, value] : values)
+      AGORA_RETURN_IF_ERROR(parts.tensorboard->AddScalar(absl::StrCat(kind, "/", name), value, step));
+    AGORA_RETURN_IF_ERROR(parts.tensorboard->Flush());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SaveCheckpoint(LoopParts& parts, TrainerState& state, const std::string& why) {
+  state.rng_states = CaptureRngStates();
+  AGORA_ASSIGN_OR_RETURN(std::filesystem::path dir, parts.checkpoints->Save(parts.model, *parts.optimizer, state));
+  parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir.string()));
+  return absl::OkStatus();
+}
+
+absl::Status RunEval(const LoopOptions& options, LoopParts& parts, const TrainerState& state) {
+  if (parts.validation == nullptr) return absl::OkStatus();
+  AGORA_ASSIGN_OR_RETURN(EvalResult eval,
+                         Evaluate(parts.model, *parts.validation, options.eval_max_batches, options.device));
+  parts.log->Info(absl::StrFormat("eval at step %d: loss %.4f, perplexity %.3f (%d tokens)", state.step, eval.loss,
+                                  eval.perplexity, eval.trained_tokens));
+  return Record(parts, "eval", state.step, {{"loss", eval.loss}, {"perplexity", eval.perplexity}});
+}
+
+}  // namespace
+
+absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader& data, int64_t max_batches,
+                                    const at::Device& device) {
+  at::NoGradGuard no_grad;
+  const int64_t batches = max_batches > 0 ? std::min(max_batches, data.stats().batches_per_epoch)
+                                          : data.stats().batches_per_epoch;
+  double nll = 0.0;
+  int64_t tokens = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    AGORA_ASSIGN_OR_RETURN(PackedBatch batch, data.Get({0, b}));
+    DeviceBatch device_batch = ToDevice(batch, device);
+    nll += PackedTokenNll(model, device_batch).sum().item<double>();
+    tokens += device_batch.trained_tokens;
+  }
+  if (tokens == 0) return absl::FailedPreconditionError("validation data has no trained token");
+  const double loss = nll / static_cast<double>(tokens);
+  return EvalResult{loss, std::exp(loss), tokens};
+}
+
+absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& parts, TrainerState& state) {
+  const int64_t batches_per_epoch = parts.train->stats().batches_per_epoch;
+  while (state.step < options.total_steps) {
+    const Clock::time_point start = Clock::now();
+    const int64_t step_index = state.step;  // 0-based index of the update being made
+    const double lr = options.schedule.At(step_index);
+
+    // The step's micro-batches first: the loss is normalised by their total denominator.
+    std::vector<DeviceBatch> micro;
+    int64_t denominator = 0, trained = 0, tokens = 0;
+    for (int64_t i = 0; i < options.gradient_accumulation_steps; ++i) {
+      const DataPosition position = Advance(state.data, batches_per_epoch);
+      AGORA_ASSIGN_OR_RETURN(PackedBatch batch, parts.train->Get(position));
+      state.data = {position.epoch, position.batch + 1};
+      micro.push_back(ToDevice(batch, options.device));
+      denominator += parts.objective->Denominator(micro.back());
+      trained += micro.back().trained_tokens;
+      tokens += micro.back().tokens;
+    }
+    double loss_sum = 0.0;
+    for (const DeviceBatch& batch : micro) {
+      LossOutput out = parts.objective->Forward(parts.model, batch);
+      at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+      loss.backward();
+      parts.optimizer->AccumulateGradients();
+      loss_sum += out.loss_sum.item<double>();
+    }
+    const double loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+    const double grad_norm = parts.optimizer->GradientNorm();
+
+    const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+    if (!finite) {
+      const std::string what = absl::StrFormat("step %d: non-finite %s (loss %g, gradient norm %g)", step_index + 1,
+                                               std::isfinite(loss) ? "gradient" : "loss", loss, grad_norm);
+      if (options.on_nonfinite == NonFinitePolicy::kStop)
+        return absl::DataLossError(absl::StrCat(what, "; stopping (training.on_nonfinite=stop)"));
+      parts.log->Warning(absl::StrCat(what, "; step skipped, weights unchanged (training.on_nonfinite=skip)"));
+      parts.optimizer->ZeroGradients();
+      ++state.skipped_steps;
+    } else {
+      if (options.clip_grad_norm > 0.0 && grad_norm > options.clip_grad_norm)
+        parts.optimizer->ScaleGradients(options.clip_grad_norm / (grad_norm + 1e-6));
+      parts.optimizer->Step(lr);
+    }
+    ++state.step;
+    state.trained_tokens += trained;
+    const double seconds = Seconds(start);
+
+    if (state.step % options.log_every_steps == 0 || state.step == options.total_steps) {
+      const double epoch = static_cast<double>(state.data.epoch) +
+                           static_cast<double>(state.data.batch) / static_cast<double>(batches_per_epoch);
+      const double tokens_per_second = static_cast<double>(tokens) / seconds;
+      parts.log->Step(StepReport{state.step, options.total_steps, state.data.epoch, loss, lr, grad_norm,
+                                 tokens_per_second, seconds});
+      AGORA_RETURN_IF_ERROR(Record(parts, "train", state.step,
+                                   {{"loss", loss},
+                                    {"lr", lr},
+                                    {"grad_norm", grad_norm},
+                                    {"tokens_per_second", tokens_per_second},
+                                    {"trained_tokens", static_cast<double>(state.trained_tokens)},
+                                    {"epoch", epoch},
+                                    {"skipped", finite ? 0.0 : 1.0}}));
+    }
+    if (options.eval_every_steps > 0 && state.step % options.eval_every_steps == 0 &&
+        state.step < options.total_steps)
+      AGORA_RETURN_IF_ERROR(RunEval(options, parts, state));
+
+    if (state.step == options.total_steps) break;
+    if (const int signal = PreemptionSignal(); signal != 0) {
+      parts.log->Finish();
+      parts.log->Info(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", " after step ", state.step));
+      AGORA_RETURN_IF_ERROR(SaveCheckpoint(parts, state, "preempted"));
+      return LoopEnd::kPreempted;
+    }
+    if (options.stop_after_steps > 0 && state.step == options.stop_after_steps) {
+      parts.log->Finish();
+      AGORA_RETURN_IF_ERROR(SaveCheckpoint(parts, state, "training.stop_after_steps"));
+      return LoopEnd::kStopped;
+    }
+    if (options.checkpoint_every_steps > 0 && state.step % options.checkpoint_every_steps == 0)
+      AGORA_RETURN_IF_ERROR(SaveCheckpoint(parts, state, "every " + std::to_string(options.checkpoint_every_steps) + " steps"));
+  }
+  parts.log->Finish();
+  AGORA_RETURN_IF_ERROR(RunEval(options, parts, state));
+  AGORA_RETURN_IF_ERROR(SaveCheckpoint(parts, state, "final"));
+  return LoopEnd::kFinished;
+}
+
+}  // namespace agora
