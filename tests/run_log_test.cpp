@@ -311,7 +311,8 @@ TEST(ProgressFormatTest, EtaFromThisProcessesPace) {
 }
 
 const StepReport kReport{.step = 120, .total_steps = 1000, .epoch = 1, .loss = 2.345678, .lr = 2e-4,
-                         .grad_norm = 0.87654, .tokens_per_second = 12345.6, .elapsed_seconds = 83};
+                         .grad_norm = 0.87654, .tokens_per_second = 12345.6, .elapsed_seconds = 83,
+                         .first_step = 100};
 
 TEST(ProgressFormatTest, ProgressLineFitsTheTerminal) {
   EXPECT_EQ(FormatProgressLine(kReport, 100, 754),
@@ -366,7 +367,7 @@ TEST(RunLogTest, TerminalRedrawsOneLineAndPrintsMessagesAboveIt) {
   StepReport second = kReport;
   second.step = 121;
   {
-    auto log = RunLog::Open(log_path, /*terminal=*/true, /*first_step=*/100, console);
+    auto log = RunLog::Open(log_path, /*terminal=*/true, console);
     ASSERT_TRUE(log.ok()) << log.status();
     (*log)->Info("loading model");
     (*log)->Step(kReport);
@@ -390,20 +391,20 @@ TEST(RunLogTest, ElsewherePrintsPlainLinesAndAppendsToTheLog) {
   std::ofstream(log_path) << "2024-01-01 00:00:00 an earlier run\n";
   std::FILE* console = std::tmpfile();
   {
-    auto log = RunLog::Open(log_path, /*terminal=*/false, /*first_step=*/0, console);
+    auto log = RunLog::Open(log_path, /*terminal=*/false, console);
     ASSERT_TRUE(log.ok()) << log.status();
     (*log)->Info("resumed");
     (*log)->Step(kReport);
     (*log)->Finish();
   }
-  const std::string plain = FormatPlainStepLine(kReport, EstimateEtaSeconds(kReport, 0));
+  const std::string plain = FormatPlainStepLine(kReport, EstimateEtaSeconds(kReport, 100));
   EXPECT_EQ(WithoutTimestamps(ReadBack(console)), (std::vector<std::string>{"resumed", plain}));
   std::fclose(console);
   EXPECT_EQ(WithoutTimestamps(ReadAll(log_path)), (std::vector<std::string>{"an earlier run", "resumed", plain}));
 }
 
 TEST(RunLogTest, UnwritableLogIsAnError) {
-  EXPECT_FALSE(RunLog::Open(ScratchDir() / "missing" / "log.txt", false, 0).ok());
+  EXPECT_FALSE(RunLog::Open(ScratchDir() / "missing" / "log.txt", false).ok());
 }
 
 }  // namespace

@@ -99,20 +99,18 @@ std::string FormatPlainStepLine(const StepReport& report, std::optional<double> 
 }
 
 absl::StatusOr<std::unique_ptr<RunLog>> RunLog::Open(const std::filesystem::path& log_file, bool terminal,
-                                                     int64_t first_step, std::FILE* console) {
+                                                     std::FILE* console) {
   std::FILE* file = std::fopen(log_file.c_str(), "a");
   if (file == nullptr) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", log_file.string()));
   }
-  return std::unique_ptr<RunLog>(new RunLog(log_file, file, terminal, first_step, console));
+  return std::unique_ptr<RunLog>(new RunLog(log_file, file, terminal, console));
 }
 
-RunLog::RunLog(std::filesystem::path log_path, std::FILE* log_file, bool terminal, int64_t first_step,
-               std::FILE* console)
+RunLog::RunLog(std::filesystem::path log_path, std::FILE* log_file, bool terminal, std::FILE* console)
     : log_path_(std::move(log_path)),
       log_file_(log_file),
       terminal_(terminal),
-      first_step_(first_step),
       console_(console) {}
 
 RunLog::~RunLog() {
@@ -128,7 +126,7 @@ void RunLog::Warning(std::string_view message) {
 }
 
 void RunLog::Step(const StepReport& report) {
-  const std::optional<double> eta = EstimateEtaSeconds(report, first_step_);
+  const std::optional<double> eta = EstimateEtaSeconds(report, report.first_step);
   const std::string plain = FormatPlainStepLine(report, eta);
   std::lock_guard<std::mutex> lock(mutex_);
   WriteLogLine(plain);

@@ -21,6 +21,7 @@ struct StepReport {
   int64_t epoch = 0;
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0;
   double elapsed_seconds = 0;  // since this process started training
+  int64_t first_step = 0;      // steps done before this process started (where a resumed run began)
 };
 
 // The formatting, exposed for tests.
@@ -46,10 +47,9 @@ class RunLog {
  public:
   // `log_file` is appended to (created if missing). `terminal` says whether `console` is a terminal (the
   // trainer passes isatty(2)): then Step() redraws one progress line in place and Info()/Warning() print
-  // above it; otherwise every call prints a plain timestamped line. `first_step` = steps done before this
-  // process, for the ETA.
+  // above it; otherwise every call prints a plain timestamped line.
   static absl::StatusOr<std::unique_ptr<RunLog>> Open(const std::filesystem::path& log_file, bool terminal,
-                                                      int64_t first_step, std::FILE* console = stderr);
+                                                      std::FILE* console = stderr);
   ~RunLog();  // Finish(), then closes log_file
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
@@ -61,8 +61,7 @@ class RunLog {
   void Finish();
 
  private:
-  RunLog(std::filesystem::path log_path, std::FILE* log_file, bool terminal, int64_t first_step,
-         std::FILE* console);
+  RunLog(std::filesystem::path log_path, std::FILE* log_file, bool terminal, std::FILE* console);
   void Message(std::string_view console_text, std::string_view log_text);
   void WriteLogLine(std::string_view text);
   int TerminalWidth() const;
@@ -71,7 +70,6 @@ class RunLog {
   const std::filesystem::path log_path_;
   std::FILE* const log_file_;
   const bool terminal_;
-  const int64_t first_step_;
   std::FILE* const console_;
   std::string progress_line_;  // what the terminal shows below the messages; empty when none
   bool log_failed_ = false;    // report a broken log.txt once, not on every line

@@ -89,7 +89,7 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, checkpoints));
 
   // What the user sees: log.txt and the console, metrics.jsonl, TensorBoard, the resolved recipe.
-  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log, RunLog::Open(run_dir / "log.txt", terminal, 0));
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log, RunLog::Open(run_dir / "log.txt", terminal));
   AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
   log->Info(absl::StrCat("run folder ", run_dir.string(), " (resolved recipe in recipe.yaml); device ",
                          model_options.device.str(), ", dtype ", c10::toString(model_options.dtype)));

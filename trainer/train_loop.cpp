@@ -79,6 +79,10 @@ absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader
 
 absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& parts, TrainerState& state) {
   const int64_t batches_per_epoch = parts.train->stats().batches_per_epoch;
+  const Clock::time_point run_start = Clock::now();
+  const int64_t first_step = state.step;
+  // A fresh run measures the starting point, so the first evaluation after training has something to beat.
+  if (state.step == 0 && options.eval_every_steps > 0) AGORA_RETURN_IF_ERROR(RunEval(options, parts, state));
   while (state.step < options.total_steps) {
     const Clock::time_point start = Clock::now();
     const int64_t step_index = state.step;  // 0-based index of the update being made
@@ -130,7 +134,7 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
                            static_cast<double>(state.data.batch) / static_cast<double>(batches_per_epoch);
       const double tokens_per_second = static_cast<double>(tokens) / seconds;
       parts.log->Step(StepReport{state.step, options.total_steps, state.data.epoch, loss, lr, grad_norm,
-                                 tokens_per_second, seconds});
+                                 tokens_per_second, Seconds(run_start), first_step});
       AGORA_RETURN_IF_ERROR(Record(parts, "train", state.step,
                                    {{"loss", loss},
                                     {"lr", lr},
