@@ -1,6 +1,7 @@
 // agora generate: load an HF model folder, tokenize the prompts, decode a continuation for each, print it.
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "models/device_options.h"
+#include "data/chat_template.h"
 #include "data/tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/generation.h"
@@ -15,6 +17,9 @@
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model)");
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(std::string, prompt_file, "", "file with one prompt per line, decoded together as one batch");
+ABSL_FLAG(std::string, chat_template, "",
+          "wrap each prompt as a user turn of this chat template (llama2, llama3 or plain), as training renders it; "
+          "empty: the prompt is plain text after BOS");
 ABSL_FLAG(int64_t, max_new_tokens, 64, "tokens to generate per prompt at most");
 ABSL_FLAG(double, temperature, 0.0, "sampling temperature; 0 decodes greedily");
 ABSL_FLAG(int64_t, top_k, 0, "sample among the k most likely tokens (0: all)");
@@ -59,9 +64,22 @@ int RunGenerate(const std::vector<char*>& positional_args) {
   absl::StatusOr<LoadedModel> loaded = LoadModel(model_dir, *options);
   if (!loaded.ok()) return Fail(loaded.status());
 
+  std::optional<ChatTemplateKind> chat;
+  if (const std::string name = absl::GetFlag(FLAGS_chat_template); !name.empty()) {
+    absl::StatusOr<ChatTemplateKind> kind = ParseChatTemplateKind(name);
+    if (!kind.ok()) return Fail(kind.status());
+    chat = *kind;
+  }
   std::vector<std::vector<int64_t>> prompt_ids;
   for (const std::string& p : *prompts) {
-    std::vector<int32_t> ids = (*tokenizer)->Encode(p, {.add_bos = true});
+    std::vector<int32_t> ids;
+    if (chat) {
+      absl::StatusOr<std::vector<int32_t>> rendered = TokenizePrompt(*chat, Conversation{{{"user", p}}}, **tokenizer);
+      if (!rendered.ok()) return Fail(rendered.status());
+      ids = *std::move(rendered);
+    } else {
+      ids = (*tokenizer)->Encode(p, {.add_bos = true});
+    }
     prompt_ids.emplace_back(ids.begin(), ids.end());
   }
   SamplingOptions sampling;

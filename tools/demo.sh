@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# `make demo`: the embedded tiny model (assets/tiny-llama, random weights) generates from a prompt.
-# Random weights give random text; the trainer issue turns this into fine-tune-then-generate.
+# `make demo`: fine-tune the embedded tiny model (assets/tiny-llama) on the bundled sandbox-society sample
+# (assets/data/sandbox_demo) with recipes/tiny_demo.yaml, stop half-way as a preempted job would, resume from the
+# checkpoint, then answer a question with the fine-tuned model. The run folder is build/demo_run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-model="$root/assets/tiny-llama"
-echo "== agora generate (greedy), embedded tiny model =="
-"$root/build/agora" generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 24
-echo "== agora generate (sampled: temperature 0.8, top-p 0.9, seed 1), two prompts in one batch =="
-prompts="$(mktemp)"
-printf 'Once upon a time\nThe meaning of life is\n' > "$prompts"
-"$root/build/agora" generate --model "$model" --prompt-file "$prompts" --max-new-tokens 24 \
-  --temperature 0.8 --top-p 0.9 --seed 1
-rm -f "$prompts"
+agora="$root/build/agora"
+run="$root/build/demo_run"
+rm -rf "$run"
+cd "$root"
+
+echo "== 1/3 agora train: the first half (training.stop_after_steps), then exit with a checkpoint =="
+"$agora" train --config recipes/tiny_demo.yaml output_dir="$run" training.stop_after_steps=800
+echo
+echo "== 2/3 agora train resume=auto: continue from the newest checkpoint to the end =="
+"$agora" train --config recipes/tiny_demo.yaml output_dir="$run" resume=auto
+echo
+echo "== the loss falling: validation loss at each evaluation (from $run/log.txt) =="
+grep -E "eval at step|resumed from" "$run/log.txt" | sed 's/^[0-9-]* [0-9:]* /  /'
+echo
+final="$(ls -d "$run"/checkpoints/step_* | sort | tail -n 1)"
+question="How can I get my neighbour to stop playing loud music at night?"
+echo "== 3/3 agora generate from $final (greedy, llama2 chat template) =="
+"$agora" generate --model "$final" --chat_template llama2 --prompt "$question" --max-new-tokens 80
+echo
+echo "Run folder: $run (recipe.yaml, log.txt, metrics.jsonl, tb/ for TensorBoard, checkpoints/)"
