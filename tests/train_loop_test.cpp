@@ -2,7 +2,8 @@
 //  - gradient accumulation: 2 micro-batches of 2 rows make the same step as 1 batch of the same 4 rows (loss and
 //    gradient norm, which are normalised by the step's total trained tokens, not averaged per micro-batch);
 //  - a non-finite loss skips the step (weights and optimizer untouched, counted) or stops the run, as asked;
-//  - activation checkpointing gives the gradients of the plain backward.
+//  - activation checkpointing gives the gradients of the plain backward;
+//  - on a GPU, bf16 training (fp32 master weights) follows the CPU's fp32 run to bf16 accuracy.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -51,7 +52,8 @@ class PoisonedObjective : public Objective {
 
 // Everything a loop needs, built over a fresh run folder.
 struct TrainingRun {
-  TrainingRun(const std::string& name, int64_t batch_rows) {
+  TrainingRun(const std::string& name, int64_t batch_rows, ModelOptions model_options = {at::kFloat, at::kCPU})
+      : device(model_options.device) {
     const char* scratch = std::getenv("AGORA_SCRATCH");
     dir = fs::path(scratch != nullptr ? scratch : fs::temp_directory_path().string()) / ("train_loop_" + name);
     fs::remove_all(dir);
@@ -68,7 +70,7 @@ struct TrainingRun {
     auto loader = SftDataLoader::Open(o, std::shared_ptr<const Tokenizer>(std::move(*tokenizer)));
     EXPECT_TRUE(loader.ok()) << loader.status();
     data = std::move(*loader);
-    auto loaded = LoadModel(model_dir, ModelOptions{at::kFloat, at::kCPU});
+    auto loaded = LoadModel(model_dir, model_options);
     EXPECT_TRUE(loaded.ok()) << loaded.status();
     model = loaded->model;
     std::vector<TrainableParameter> params;
@@ -83,6 +85,7 @@ struct TrainingRun {
   absl::StatusOr<LoopEnd> Train(Objective& objective, LoopOptions options) {
     options.schedule.lr = 1e-3;
     options.schedule.total_steps = options.total_steps;
+    options.device = device;
     LoopParts parts{model, &objective, optimizer.get(), data.get(), nullptr, checkpoints.get(), log.get(),
                     metrics.get(), nullptr};
     return RunTrainLoop(options, parts, state);
@@ -103,6 +106,7 @@ struct TrainingRun {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
+  at::Device device;
   fs::path dir;
   std::unique_ptr<SftDataLoader> data;
   LlamaForCausalLM model{nullptr};
@@ -194,6 +198,23 @@ TEST(TrainLoop, ActivationCheckpointingGivesThePlainGradients) {
   const std::vector<at::Tensor> plain = gradients(false), recomputed = gradients(true);
   ASSERT_EQ(plain.size(), recomputed.size());
   for (size_t i = 0; i < plain.size(); ++i) EXPECT_LE(RelativeError(recomputed[i], plain[i]), 1e-6) << i;
+}
+
+TEST(TrainLoop, Bf16OnCudaFollowsFp32OnTheCpu) {
+  AGORA_SKIP_WITHOUT_CUDA();
+  SftObjective sft;
+  TrainingRun cpu("cpu_fp32", 2), gpu("cuda_bf16", 2, ModelOptions{at::kBFloat16, at::Device(at::kCUDA, 0)});
+  LoopOptions options;
+  options.total_steps = 4;
+  ASSERT_TRUE(cpu.Train(sft, options).ok());
+  ASSERT_TRUE(gpu.Train(sft, options).ok());
+  const auto a = cpu.TrainRecords(), b = gpu.TrainRecords();
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const double la = a[i]["loss"], lb = b[i]["loss"];
+    EXPECT_NEAR(lb, la, 1e-2 * la) << "step " << i + 1;
+  }
 }
 
 }  // namespace
