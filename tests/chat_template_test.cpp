@@ -30,6 +30,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixture_dir.h"
+#include "util/read_file.h"
 
 namespace agora {
 namespace {
@@ -52,21 +54,12 @@ std::string Printable(std::string_view piece) {
   return out;
 }
 
-std::filesystem::path FixtureDir() {
-  const char* dir = std::getenv("AGORA_CHAT_FIXTURES");
-  if (dir == nullptr || *dir == '\0') {
-    ADD_FAILURE() << "AGORA_CHAT_FIXTURES is not set; run tests/oracle/make_chat_fixtures.py OUT_DIR "
-                     "TOKENIZER_MODEL and point it at OUT_DIR";
-    return {};
-  }
-  return dir;
-}
+std::filesystem::path FixtureDir() { return testing::FixtureDir("AGORA_CHAT_FIXTURES"); }
 
 std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.ok() ? *bytes : "";
 }
 
 Conversation Make(std::vector<std::pair<std::string, std::string>> turns) {

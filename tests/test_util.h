@@ -10,19 +10,9 @@
 #include <gtest/gtest.h>
 
 #include "models/safetensors.h"
+#include "tests/fixture_dir.h"
 
 namespace agora::testing {
-
-// The folder a ctest fixture (an oracle script) wrote, from the environment. A missing variable is a broken
-// test set-up, so it fails loudly rather than skipping.
-inline std::filesystem::path FixtureDir(const char* variable) {
-  const char* value = std::getenv(variable);
-  if (value == nullptr || *value == '\0') {
-    ADD_FAILURE() << variable << " is not set: run this test through ctest (it wires the oracle fixtures)";
-    return {};
-  }
-  return value;
-}
 
 // Every tensor of a safetensors file written by the oracle, copied out of the mapping.
 inline std::map<std::string, at::Tensor> ReadTensors(const std::filesystem::path& path) {

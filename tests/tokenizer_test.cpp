@@ -21,6 +21,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixture_dir.h"
+#include "util/read_file.h"
 
 namespace agora {
 namespace {
@@ -29,21 +31,12 @@ using ::testing::HasSubstr;
 
 std::string Message(const absl::Status& status) { return std::string(status.message()); }
 
-std::filesystem::path FixtureDir() {
-  const char* dir = std::getenv("AGORA_TOKENIZER_FIXTURES");
-  if (dir == nullptr || *dir == '\0') {
-    ADD_FAILURE() << "AGORA_TOKENIZER_FIXTURES is not set; run tests/oracle/make_tokenizer_fixtures.py OUT_DIR and "
-                     "point it at OUT_DIR";
-    return {};
-  }
-  return dir;
-}
+std::filesystem::path FixtureDir() { return testing::FixtureDir("AGORA_TOKENIZER_FIXTURES"); }
 
 std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.ok() ? *bytes : "";
 }
 
 std::unique_ptr<SentencePieceTokenizer> LoadFixtureModel(const std::string& file_name) {

@@ -21,7 +21,7 @@ export LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}"
 
 python="$(command -v python3)"
 BUILD_DIR="$root/build-gpu" AGORA_PYTHON="$python" AGORA_CMAKE_ARGS="-DCMAKE_PREFIX_PATH=$prefix/usr \
-  -Dabsl_DIR=$libdir/cmake/absl -DGTest_DIR=$libdir/cmake/GTest -Dnlohmann_json_DIR=$prefix/usr/share/cmake/nlohmann_json \
+  -Dabsl_DIR=$libdir/cmake/absl -DGTest_DIR=$libdir/cmake/GTest -Dnlohmann_json_DIR=$prefix/usr/share/cmake/nlohmann_json -Dyaml-cpp_DIR=$libdir/cmake/yaml-cpp \
   -DCMAKE_BUILD_RPATH=$libdir" \
   "$root/tools/configure.sh" 2>&1 | tee "$out/configure.log"
 cmake --build "$root/build-gpu" -j "$(nproc)" 2>&1 | tee "$out/build.log" | tail -5
