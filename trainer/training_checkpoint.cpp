@@ -144,7 +144,8 @@ absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, 
 absl::StatusOr<TrainerState> RestoreTrainingState(const fs::path& dir, AdamW& optimizer) {
   AGORA_ASSIGN_OR_RETURN(TrainerState state, StateFromJson(dir / kStateFile));
   AGORA_ASSIGN_OR_RETURN(auto tensors, LoadTensors(dir / kOptimizerFile));
-  AGORA_RETURN_IF_ERROR(optimizer.LoadState(tensors, state.step - state.skipped_steps));
+  if (absl::Status loaded = optimizer.LoadState(tensors, state.step - state.skipped_steps); !loaded.ok())
+    return absl::Status(loaded.code(), absl::StrCat((dir / kOptimizerFile).string(), ": ", loaded.message()));
   return state;
 }
 
