@@ -1,6 +1,7 @@
 #include "models/hf_state_dict.h"
 
 #include "absl/strings/str_cat.h"
+#include "models/lora.h"
 
 namespace agora {
 
@@ -31,8 +32,10 @@ bool IsIgnorableHfTensor(std::string_view name, const LlamaConfig& c) {
 
 std::vector<std::pair<std::string, at::Tensor>> HfStateDict(const LlamaForCausalLM& model) {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  // Module names are HF names (see llama.h): the mapping is the identity.
-  for (const auto& item : model->named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  // Module names are HF names (see llama.h): the mapping is the identity. LoRA adapters are not part of the
+  // base model's state dict; they are saved as PEFT adapters (models/lora.h).
+  for (const auto& item : model->named_parameters(/*recurse=*/true))
+    if (!IsLoraParameterName(item.key())) out.emplace_back(item.key(), item.value());
   return out;
 }
 

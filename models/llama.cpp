@@ -15,7 +15,14 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const ModelOpt
   weight = register_parameter("weight", at::empty({out_features, in_features}, options.tensor_options()));
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight); }
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  at::Tensor y = at::linear(x, weight);
+  if (!lora_A) return y;
+  // PEFT's lora.Linear: the adapter sees the input in its own dtype; the sum returns in the base output's dtype.
+  at::Tensor h = x.to(lora_A->weight.scalar_type());
+  if (lora_dropout > 0.0 && is_training()) h = at::dropout(h, lora_dropout, /*train=*/true);
+  return (y + lora_B->forward(lora_A->forward(h)) * lora_scaling).to(y.scalar_type());
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab_size, int64_t dim, const ModelOptions& options) {
   weight = register_parameter("weight", at::empty({vocab_size, dim}, options.tensor_options()));

@@ -19,12 +19,17 @@ struct ModelOptions {
   at::TensorOptions tensor_options() const { return at::TensorOptions().dtype(dtype).device(device); }
 };
 
-// y = x W^T, no bias (Llama has none). The seam where LoRA and quantised variants plug in later.
+// y = x W^T, no bias (Llama has none); plus, when an adapter was added (models/lora.h), the LoRA term
+// scaling * B A dropout(x) computed as PEFT does. The seam where quantised variants plug in later.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const ModelOptions& options);
   at::Tensor forward(const at::Tensor& x);
   at::Tensor weight;
+  // LoRA: both null without an adapter. Dropout applies in training mode (train()) only.
+  std::shared_ptr<LinearImpl> lora_A, lora_B;
+  double lora_scaling = 0.0;
+  double lora_dropout = 0.0;
 };
 TORCH_MODULE(Linear);
 

@@ -33,6 +33,14 @@ struct Recipe {
   std::string model_dtype = "auto";   // auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
   bool activation_checkpointing = false;
 
+  // lora.* (models/lora.h): rank 0 trains every weight; rank >= 1 freezes the model and trains adapters.
+  int64_t lora_rank = 0;
+  double lora_alpha = 16.0;
+  double lora_dropout = 0.0;
+  std::string lora_targets = "q_proj,v_proj";  // comma-separated: q_proj k_proj v_proj o_proj gate_proj ...
+  bool lora_use_rslora = false;                // scaling alpha / sqrt(rank) instead of alpha / rank
+  std::string lora_init_from;                  // a PEFT adapter folder to start from ("" = fresh adapters)
+
   std::string device = "auto";        // auto | cpu | cuda | cuda:N
   int64_t seed = 1234;
   std::string output_dir;             // the run folder: recipe.yaml, log.txt, metrics.jsonl, tb/, checkpoints/

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/device_options.h"
+#include "models/lora.h"
 #include "trainer/objectives/sft.h"
 #include "trainer/preemption.h"
 #include "trainer/rng_state.h"
@@ -60,10 +62,10 @@ void Describe(RunLog& log, const std::string& what, const SftDataOptions& o, con
 // regularisation.
 bool Decays(const std::string& name) { return !absl::StrContains(name, "norm") && !absl::EndsWith(name, ".bias"); }
 
-absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe, const CheckpointManager& manager) {
-  if (recipe.resume == "auto") return manager.Latest();
+absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe, const fs::path& checkpoints_dir) {
+  if (recipe.resume == "auto") return LatestCheckpoint(checkpoints_dir);
   if (recipe.resume == "none") {
-    if (std::optional<fs::path> existing = manager.Latest())
+    if (std::optional<fs::path> existing = LatestCheckpoint(checkpoints_dir))
       return absl::FailedPreconditionError(absl::StrCat(
           "resume=none but ", recipe.output_dir, " already holds checkpoint ", existing->string(),
           "; resume with resume=auto or pick a new output_dir"));
@@ -72,6 +74,33 @@ absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe,
   if (!fs::exists(fs::path(recipe.resume) / "trainer_state.json"))
     return absl::NotFoundError(absl::StrCat("resume=", recipe.resume, ": not a checkpoint folder (no trainer_state.json)"));
   return fs::path(recipe.resume);
+}
+
+// LoRA adapters on the loaded base model: the checkpoint's when resuming, those of lora.init_from (a PEFT
+// adapter folder) when given, fresh ones (PEFT's initialisation, drawn with the recipe's seed) otherwise.
+absl::StatusOr<LoraConfig> SetUpLora(const Recipe& recipe, LlamaForCausalLM& model,
+                                     const std::optional<fs::path>& resume_from, RunLog& log) {
+  if (recipe.activation_checkpointing && recipe.lora_dropout > 0)
+    return absl::InvalidArgumentError(
+        "model.activation_checkpointing with lora.dropout > 0 is not supported: the recomputed forward would draw "
+        "other dropout masks than the first; set lora.dropout=0 or model.activation_checkpointing=false");
+  const fs::path from = resume_from ? *resume_from : fs::path(recipe.lora_init_from);
+  if (!from.empty()) {
+    AGORA_ASSIGN_OR_RETURN(LoraConfig config, LoadPeftAdapter(model, from));
+    log.Info(absl::StrFormat("LoRA adapters from %s: rank %d, alpha %g, targets %s", from.string(), config.rank,
+                             config.alpha, absl::StrJoin(config.targets, ",")));
+    return config;
+  }
+  LoraConfig config;
+  config.rank = recipe.lora_rank;
+  config.alpha = recipe.lora_alpha;
+  config.dropout = recipe.lora_dropout;
+  config.use_rslora = recipe.lora_use_rslora;
+  absl::StatusOr<std::vector<std::string>> targets = ParseLoraTargets(recipe.lora_targets);
+  if (!targets.ok()) return absl::InvalidArgumentError(absl::StrCat("lora.targets: ", targets.status().message()));
+  config.targets = *targets;
+  AGORA_RETURN_IF_ERROR(AddLora(model, config, at::make_generator<at::CPUGeneratorImpl>(recipe.seed)));
+  return config;
 }
 
 }  // namespace
@@ -85,8 +114,7 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   std::error_code ec;
   fs::create_directories(run_dir / "checkpoints", ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", run_dir.string(), ": ", ec.message()));
-  CheckpointManager checkpoints(run_dir / "checkpoints", recipe.keep_last, recipe.model_path);
-  AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, checkpoints));
+  AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, run_dir / "checkpoints"));
 
   // What the user sees: log.txt and the console, metrics.jsonl, TensorBoard, the resolved recipe.
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log, RunLog::Open(run_dir / "log.txt", terminal));
@@ -112,23 +140,33 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
         "data.train gives %d batches per epoch, fewer than training.gradient_accumulation_steps=%d",
         batches_per_epoch, recipe.gradient_accumulation_steps));
 
-  // The model: from the checkpoint being resumed (a complete model folder) or from model.path.
-  const fs::path weights_dir = resume_from ? *resume_from : fs::path(recipe.model_path);
+  // The model: a full fine-tune resumes from its checkpoint (a complete model folder); a LoRA run loads the base
+  // from model.path and its adapters next.
+  const bool lora = recipe.lora_rank > 0;
+  const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model_path);
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
   model->model->activation_checkpointing = recipe.activation_checkpointing;
+  std::optional<LoraConfig> lora_config;
+  if (lora) {
+    AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));
+  }
   std::vector<TrainableParameter> trainable;
-  int64_t parameter_count = 0;
+  int64_t parameter_count = 0, trained_count = 0;
   for (const auto& item : model->named_parameters()) {
     at::Tensor param = item.value();
+    parameter_count += param.numel();
+    if (lora && !IsLoraParameterName(item.key())) continue;  // frozen: no gradient, no optimizer state
     param.set_requires_grad(true);
     trainable.push_back({item.key(), param, Decays(item.key())});
-    parameter_count += param.numel();
+    trained_count += param.numel();
   }
   AdamW optimizer(std::move(trainable),
                   AdamWOptions{recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay});
-  log->Info(absl::StrFormat("model %s: %d parameters, all trained%s", recipe.model_path, parameter_count,
+  log->Info(absl::StrFormat("model %s: %d parameters, %d trained (%s)%s", recipe.model_path, parameter_count,
+                            trained_count, lora ? "LoRA adapters in float32" : "all",
                             recipe.activation_checkpointing ? ", activation checkpointing" : ""));
+  CheckpointManager checkpoints(run_dir / "checkpoints", recipe.keep_last, recipe.model_path, lora_config);
 
   // Where training stands.
   TrainerState state;
@@ -176,6 +214,7 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
                             batches_per_epoch, recipe.scheduler, recipe.lr));
 
   SftObjective objective;
+  model->train();  // LoRA dropout is active in training mode only; evaluation switches to eval() and back
   LoopParts parts{model, &objective, &optimizer, train.get(), validation.get(), &checkpoints, log.get(),
                   metrics.get(), tensorboard.get()};
   InstallPreemptionHandlers();

@@ -62,6 +62,14 @@ absl::Status RunEval(const LoopOptions& options, LoopParts& parts, const Trainer
 absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader& data, int64_t max_batches,
                                     const at::Device& device) {
   at::NoGradGuard no_grad;
+  // Evaluation mode (no dropout) for the duration; the training mode the caller had comes back afterwards.
+  const bool was_training = model->is_training();
+  model->eval();
+  struct RestoreMode {
+    LlamaForCausalLM& model;
+    bool training;
+    ~RestoreMode() { model->train(training); }
+  } restore{model, was_training};
   const int64_t batches = max_batches > 0 ? std::min(max_batches, data.stats().batches_per_epoch)
                                           : data.stats().batches_per_epoch;
   double nll = 0.0;

@@ -85,15 +85,11 @@ void MaybeDieForTest(int64_t step) {
   if (value != nullptr && absl::SimpleAtoi(value, &kill_step) && kill_step == step) std::raise(SIGKILL);
 }
 
-}  // namespace
-
-CheckpointManager::CheckpointManager(fs::path checkpoints_dir, int64_t keep_last, fs::path model_dir)
-    : dir_(std::move(checkpoints_dir)), keep_last_(keep_last), model_dir_(std::move(model_dir)) {}
-
-std::vector<std::pair<int64_t, fs::path>> CheckpointManager::Complete() const {
+// Complete checkpoints (those with a trainer_state.json, written last) by step.
+std::vector<std::pair<int64_t, fs::path>> CompleteCheckpoints(const fs::path& dir) {
   std::vector<std::pair<int64_t, fs::path>> out;
   std::error_code ec;
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir_, ec)) {
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
     std::optional<int64_t> step = StepOf(entry.path());
     if (step && fs::exists(entry.path() / kStateFile)) out.emplace_back(*step, entry.path());
   }
@@ -101,11 +97,20 @@ std::vector<std::pair<int64_t, fs::path>> CheckpointManager::Complete() const {
   return out;
 }
 
-std::optional<fs::path> CheckpointManager::Latest() const {
-  std::vector<std::pair<int64_t, fs::path>> all = Complete();
+}  // namespace
+
+std::optional<fs::path> LatestCheckpoint(const fs::path& checkpoints_dir) {
+  std::vector<std::pair<int64_t, fs::path>> all = CompleteCheckpoints(checkpoints_dir);
   if (all.empty()) return std::nullopt;
   return all.back().second;
 }
+
+CheckpointManager::CheckpointManager(fs::path checkpoints_dir, int64_t keep_last, fs::path model_dir,
+                                     std::optional<LoraConfig> lora)
+    : dir_(std::move(checkpoints_dir)),
+      keep_last_(keep_last),
+      model_dir_(std::move(model_dir)),
+      lora_(std::move(lora)) {}
 
 absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, const AdamW& optimizer,
                                                  const TrainerState& state) const {
@@ -117,11 +122,15 @@ absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, 
   fs::create_directories(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp.string(), ": ", ec.message()));
 
-  AGORA_RETURN_IF_ERROR(SaveModel(model, tmp));
-  for (const char* name : kModelSideFiles) {
-    if (!fs::exists(model_dir_ / name)) continue;
-    AGORA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(model_dir_ / name));
-    AGORA_RETURN_IF_ERROR(WriteStringAtomically(tmp / name, bytes));
+  if (lora_) {
+    AGORA_RETURN_IF_ERROR(SavePeftAdapter(model, *lora_, model_dir_.string(), tmp));
+  } else {
+    AGORA_RETURN_IF_ERROR(SaveModel(model, tmp));
+    for (const char* name : kModelSideFiles) {
+      if (!fs::exists(model_dir_ / name)) continue;
+      AGORA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(model_dir_ / name));
+      AGORA_RETURN_IF_ERROR(WriteStringAtomically(tmp / name, bytes));
+    }
   }
   MaybeDieForTest(state.step);
   AGORA_RETURN_IF_ERROR(SaveTensors(tmp / kOptimizerFile, optimizer.StateTensors()));
@@ -136,7 +145,7 @@ absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, 
   // Housekeeping after the commit: stale temporaries of interrupted saves, and old checkpoints.
   for (const fs::directory_entry& entry : fs::directory_iterator(dir_, ec))
     if (entry.path().extension() == ".tmp") AGORA_RETURN_IF_ERROR(RemoveAll(entry.path()));
-  std::vector<std::pair<int64_t, fs::path>> all = Complete();
+  std::vector<std::pair<int64_t, fs::path>> all = CompleteCheckpoints(dir_);
   for (size_t i = 0; i + keep_last_ < all.size(); ++i) AGORA_RETURN_IF_ERROR(RemoveAll(all[i].second));
   return final_dir;
 }

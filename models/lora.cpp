@@ -1,0 +1,235 @@
+#include "models/lora.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "models/tensor_file.h"
+#include "util/atomic_file.h"
+#include "util/read_file.h"
+#include "util/status_macros.h"
+
+namespace agora {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kConfigFile[] = "adapter_config.json";
+constexpr char kWeightsFile[] = "adapter_model.safetensors";
+constexpr char kPeftPrefix[] = "base_model.model.";
+
+// Every projection LoRA may adapt, with its HF module path.
+std::vector<std::pair<std::string, LinearImpl*>> Projections(const LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, LinearImpl*>> out;
+  const auto& layers = *model->model->layers;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto* layer = layers[i]->as<LlamaDecoderLayer>();
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    auto& attn = *layer->self_attn;
+    auto& mlp = *layer->mlp;
+    for (auto [name, linear] : std::initializer_list<std::pair<const char*, Linear>>{
+             {"self_attn.q_proj", attn.q_proj}, {"self_attn.k_proj", attn.k_proj},
+             {"self_attn.v_proj", attn.v_proj}, {"self_attn.o_proj", attn.o_proj},
+             {"mlp.gate_proj", mlp.gate_proj},  {"mlp.up_proj", mlp.up_proj},
+             {"mlp.down_proj", mlp.down_proj}})
+      out.emplace_back(p + name, linear.get());
+  }
+  return out;
+}
+
+// "model.layers.3.mlp.up_proj" -> "up_proj"
+std::string ShortName(const std::string& path) { return path.substr(path.rfind('.') + 1); }
+
+void RemoveAdapter(LinearImpl& linear) {
+  if (!linear.lora_A) return;
+  linear.unregister_module("lora_A");
+  linear.unregister_module("lora_B");
+  linear.lora_A.reset();
+  linear.lora_B.reset();
+}
+
+absl::StatusOr<json> ReadJson(const fs::path& path) {
+  AGORA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
+  return j;
+}
+
+}  // namespace
+
+double LoraConfig::scaling() const {
+  return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
+}
+
+const std::vector<std::string>& LoraTargetNames() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+absl::StatusOr<std::vector<std::string>> ParseLoraTargets(const std::string& comma_separated) {
+  std::vector<std::string> targets;
+  for (absl::string_view piece : absl::StrSplit(comma_separated, ',', absl::SkipWhitespace())) {
+    std::string name(absl::StripAsciiWhitespace(piece));
+    const auto& known = LoraTargetNames();
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      return absl::InvalidArgumentError(absl::StrCat("LoRA target '", name, "' is not one of ",
+                                                     absl::StrJoin(known, ", ")));
+    if (std::find(targets.begin(), targets.end(), name) != targets.end())
+      return absl::InvalidArgumentError(absl::StrCat("LoRA target '", name, "' is given twice"));
+    targets.push_back(name);
+  }
+  if (targets.empty()) return absl::InvalidArgumentError("no LoRA target given (e.g. q_proj,v_proj)");
+  return targets;
+}
+
+absl::Status AddLora(LlamaForCausalLM& model, const LoraConfig& config, at::Generator generator) {
+  if (config.rank < 1) return absl::InvalidArgumentError(absl::StrCat("LoRA rank must be >= 1, got ", config.rank));
+  if (!(config.dropout >= 0.0 && config.dropout < 1.0))
+    return absl::InvalidArgumentError(absl::StrCat("LoRA dropout must be in [0, 1), got ", config.dropout));
+  if (!LoraParameters(model).empty()) return absl::FailedPreconditionError("the model already has LoRA adapters");
+  at::NoGradGuard no_grad;
+  for (auto& param : model->parameters()) param.set_requires_grad(false);
+  const ModelOptions adapter_options{at::kFloat, model->options().device};
+  for (auto& [path, linear] : Projections(model)) {
+    const std::vector<std::string>& t = config.targets;
+    if (std::find(t.begin(), t.end(), ShortName(path)) == t.end()) continue;
+    const int64_t out_features = linear->weight.size(0), in_features = linear->weight.size(1);
+    linear->lora_A = linear->register_module(
+        "lora_A", std::make_shared<LinearImpl>(in_features, config.rank, adapter_options));
+    linear->lora_B = linear->register_module(
+        "lora_B", std::make_shared<LinearImpl>(config.rank, out_features, adapter_options));
+    // kaiming_uniform_(a=sqrt(5)) on [r, in]: bound = sqrt(6 / ((1 + a^2) fan_in)) = 1 / sqrt(in).
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+    at::Tensor a = at::empty({config.rank, in_features}, at::kFloat).uniform_(-bound, bound, generator);
+    linear->lora_A->weight.copy_(a);
+    linear->lora_B->weight.zero_();
+    linear->lora_scaling = config.scaling();
+    linear->lora_dropout = config.dropout;
+  }
+  return absl::OkStatus();
+}
+
+bool IsLoraParameterName(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LoraParameters(const LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model->named_parameters(/*recurse=*/true))
+    if (IsLoraParameterName(item.key())) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+absl::Status SavePeftAdapter(const LlamaForCausalLM& model, const LoraConfig& config, const std::string& base_model,
+                             const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(dir.string(), ": cannot create folder (", ec.message(), ")"));
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, tensor] : LoraParameters(model)) tensors[kPeftPrefix + name] = tensor;
+  if (tensors.empty()) return absl::FailedPreconditionError("the model has no LoRA adapter to save");
+  // The keys PEFT's LoraConfig writes, with its defaults where Agora has no such feature.
+  const json adapter_config = {
+      {"peft_type", "LORA"},          {"task_type", "CAUSAL_LM"},
+      {"base_model_name_or_path", base_model},
+      {"r", config.rank},             {"lora_alpha", config.alpha},
+      {"lora_dropout", config.dropout}, {"target_modules", config.targets},
+      {"use_rslora", config.use_rslora}, {"bias", "none"},
+      {"fan_in_fan_out", false},      {"use_dora", false},
+      {"init_lora_weights", true},    {"inference_mode", true},
+      {"modules_to_save", nullptr},   {"rank_pattern", json::object()},
+      {"alpha_pattern", json::object()}, {"layers_to_transform", nullptr}};
+  AGORA_RETURN_IF_ERROR(SaveTensors(dir / kWeightsFile, tensors));  // with {"format": "pt"}, as PEFT writes
+  return WriteStringAtomically(dir / kConfigFile, adapter_config.dump(2) + "\n");
+}
+
+absl::StatusOr<LoraConfig> ReadPeftAdapterConfig(const fs::path& dir) {
+  const fs::path path = dir / kConfigFile;
+  AGORA_ASSIGN_OR_RETURN(json j, ReadJson(path));
+  auto where = [&](const char* key) { return absl::StrCat(path.string(), ": \"", key, "\" "); };
+  if (j.value("peft_type", "") != "LORA") return absl::InvalidArgumentError(absl::StrCat(where("peft_type"), "must be \"LORA\""));
+  // Features PEFT has and Agora does not: refuse rather than compute something else.
+  for (const char* flag : {"use_dora", "fan_in_fan_out"})
+    if (j.value(flag, false)) return absl::UnimplementedError(absl::StrCat(where(flag), "true is not supported"));
+  if (j.value("bias", "none") != "none")
+    return absl::UnimplementedError(absl::StrCat(where("bias"), "must be \"none\" (Llama has no biases)"));
+  for (const char* key : {"rank_pattern", "alpha_pattern"})
+    if (j.contains(key) && !j[key].is_null() && !j[key].empty())
+      return absl::UnimplementedError(absl::StrCat(where(key), "(per-module ranks or alphas) is not supported"));
+  for (const char* key : {"layers_to_transform", "modules_to_save"})
+    if (j.contains(key) && !j[key].is_null())
+      return absl::UnimplementedError(absl::StrCat(where(key), "is not supported"));
+  LoraConfig config;
+  try {
+    config.rank = j.at("r").get<int64_t>();
+    config.alpha = j.at("lora_alpha").get<double>();
+    config.dropout = j.value("lora_dropout", 0.0);
+    config.use_rslora = j.value("use_rslora", false);
+    const json& targets = j.at("target_modules");
+    std::string joined = targets.is_string() ? targets.get<std::string>()
+                                             : absl::StrJoin(targets.get<std::vector<std::string>>(), ",");
+    absl::StatusOr<std::vector<std::string>> parsed = ParseLoraTargets(joined);
+    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(where("target_modules"), parsed.status().message()));
+    config.targets = *parsed;
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", e.what()));
+  }
+  return config;
+}
+
+absl::StatusOr<LoraConfig> LoadPeftAdapter(LlamaForCausalLM& model, const fs::path& dir) {
+  AGORA_ASSIGN_OR_RETURN(LoraConfig config, ReadPeftAdapterConfig(dir));
+  const fs::path path = dir / kWeightsFile;
+  AGORA_ASSIGN_OR_RETURN(auto tensors, LoadTensors(path));
+  // Adapters are added first (their shapes come from the model), checked against the file, and removed again
+  // when anything does not match.
+  AGORA_RETURN_IF_ERROR(AddLora(model, config, at::make_generator<at::CPUGeneratorImpl>(0)));
+  auto fail = [&](absl::Status status) {
+    for (auto& [name, linear] : Projections(model)) RemoveAdapter(*linear);
+    for (auto& param : model->parameters()) param.set_requires_grad(true);
+    return status;
+  };
+  std::set<std::string> used;
+  const auto parameters = LoraParameters(model);
+  for (const auto& [name, param] : parameters) {
+    auto it = tensors.find(kPeftPrefix + name);
+    if (it == tensors.end())
+      return fail(absl::NotFoundError(absl::StrCat(path.string(), ": lacks tensor '", kPeftPrefix, name,
+                                                   "' that adapter_config.json implies")));
+    if (!it->second.sizes().equals(param.sizes()))
+      return fail(absl::InvalidArgumentError(absl::StrCat(path.string(), ": tensor '", it->first, "' has shape ",
+                                                          c10::str(it->second.sizes()), ", the model expects ",
+                                                          c10::str(param.sizes()))));
+    used.insert(it->first);
+  }
+  for (const auto& [name, tensor] : tensors)
+    if (!used.count(name))
+      return fail(absl::InvalidArgumentError(absl::StrCat(path.string(), ": unexpected tensor '", name,
+                                                          "' (not a LoRA weight of the configured targets)")));
+  at::NoGradGuard no_grad;
+  for (const auto& [name, param] : parameters) param.copy_(tensors.at(kPeftPrefix + name));
+  return config;
+}
+
+void MergeLora(LlamaForCausalLM& model) {
+  at::NoGradGuard no_grad;
+  for (auto& [path, linear] : Projections(model)) {
+    if (!linear->lora_A) continue;
+    at::Tensor delta = at::matmul(linear->lora_B->weight, linear->lora_A->weight) * linear->lora_scaling;
+    linear->weight.copy_((linear->weight.to(at::kFloat) + delta).to(linear->weight.scalar_type()));
+    RemoveAdapter(*linear);
+  }
+}
+
+}  // namespace agora
