@@ -13,8 +13,10 @@
 #include "data/tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/generation.h"
+#include "models/lora.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model)");
+ABSL_FLAG(std::string, adapter, "", "a PEFT LoRA adapter folder (or an Agora LoRA checkpoint) to apply to --model");
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(std::string, prompt_file, "", "file with one prompt per line, decoded together as one batch");
 ABSL_FLAG(std::string, chat_template, "",
@@ -63,6 +65,9 @@ int RunGenerate(const std::vector<char*>& positional_args) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   absl::StatusOr<LoadedModel> loaded = LoadModel(model_dir, *options);
   if (!loaded.ok()) return Fail(loaded.status());
+  if (const std::string adapter = absl::GetFlag(FLAGS_adapter); !adapter.empty()) {
+    if (absl::StatusOr<LoraConfig> lora = LoadPeftAdapter(loaded->model, adapter); !lora.ok()) return Fail(lora.status());
+  }
 
   std::optional<ChatTemplateKind> chat;
   if (const std::string name = absl::GetFlag(FLAGS_chat_template); !name.empty()) {

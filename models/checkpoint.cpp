@@ -207,4 +207,14 @@ absl::Status SaveModel(const LlamaForCausalLM& model, const fs::path& dir, const
   return absl::OkStatus();
 }
 
+absl::Status CopyTokenizerFiles(const fs::path& from, const fs::path& to) {
+  for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json"}) {
+    if (!fs::exists(from / name)) continue;
+    AGORA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(from / name));
+    AGORA_RETURN_IF_ERROR(WriteStringAtomically(to / name, bytes));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace agora

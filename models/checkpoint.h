@@ -40,4 +40,9 @@ struct SaveOptions {
 // new one is complete, so a reader never sees a mix.
 absl::Status SaveModel(const LlamaForCausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
 
+// Copies the files of a model folder that are not weights (tokenizer.model, tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, generation_config.json: those present) from `from` to `to`, each atomically, so that a
+// folder Agora writes is a complete model folder.
+absl::Status CopyTokenizerFiles(const std::filesystem::path& from, const std::filesystem::path& to);
+
 }  // namespace agora

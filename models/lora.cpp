@@ -159,15 +159,18 @@ absl::StatusOr<LoraConfig> ReadPeftAdapterConfig(const fs::path& dir) {
   AGORA_ASSIGN_OR_RETURN(json j, ReadJson(path));
   auto where = [&](const char* key) { return absl::StrCat(path.string(), ": \"", key, "\" "); };
   if (j.value("peft_type", "") != "LORA") return absl::InvalidArgumentError(absl::StrCat(where("peft_type"), "must be \"LORA\""));
-  // Features PEFT has and Agora does not: refuse rather than compute something else.
-  for (const char* flag : {"use_dora", "fan_in_fan_out"})
-    if (j.value(flag, false)) return absl::UnimplementedError(absl::StrCat(where(flag), "true is not supported"));
-  if (j.value("bias", "none") != "none")
+  // Features PEFT has and Agora does not: refuse rather than compute something else. (PEFT writes null or false
+  // for what is off.)
+  for (const char* flag : {"use_dora", "fan_in_fan_out", "lora_bias", "use_qalora", "use_bdlora"})
+    if (j.contains(flag) && j[flag].is_boolean() && j[flag].get<bool>())
+      return absl::UnimplementedError(absl::StrCat(where(flag), "true is not supported"));
+  if (j.contains("bias") && j["bias"] != "none")
     return absl::UnimplementedError(absl::StrCat(where("bias"), "must be \"none\" (Llama has no biases)"));
   for (const char* key : {"rank_pattern", "alpha_pattern"})
     if (j.contains(key) && !j[key].is_null() && !j[key].empty())
       return absl::UnimplementedError(absl::StrCat(where(key), "(per-module ranks or alphas) is not supported"));
-  for (const char* key : {"layers_to_transform", "modules_to_save"})
+  for (const char* key : {"layers_to_transform", "modules_to_save", "layer_replication", "target_parameters",
+                          "trainable_token_indices", "exclude_modules"})
     if (j.contains(key) && !j[key].is_null())
       return absl::UnimplementedError(absl::StrCat(where(key), "is not supported"));
   LoraConfig config;

@@ -24,9 +24,6 @@ using nlohmann::json;
 constexpr char kStateFile[] = "trainer_state.json";
 constexpr char kOptimizerFile[] = "optimizer.safetensors";
 constexpr char kFormat[] = "agora.trainer_state.v1";
-// Files of a model folder that are not weights; copied so a checkpoint is a complete model folder.
-constexpr const char* kModelSideFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                           "special_tokens_map.json", "generation_config.json"};
 
 std::string StepName(int64_t step) { return absl::StrFormat("step_%07d", step); }
 
@@ -126,11 +123,7 @@ absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, 
     AGORA_RETURN_IF_ERROR(SavePeftAdapter(model, *lora_, model_dir_.string(), tmp));
   } else {
     AGORA_RETURN_IF_ERROR(SaveModel(model, tmp));
-    for (const char* name : kModelSideFiles) {
-      if (!fs::exists(model_dir_ / name)) continue;
-      AGORA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(model_dir_ / name));
-      AGORA_RETURN_IF_ERROR(WriteStringAtomically(tmp / name, bytes));
-    }
+    AGORA_RETURN_IF_ERROR(CopyTokenizerFiles(model_dir_, tmp));
   }
   MaybeDieForTest(state.step);
   AGORA_RETURN_IF_ERROR(SaveTensors(tmp / kOptimizerFile, optimizer.StateTensors()));
