@@ -1,6 +1,6 @@
 """Exact resume, crash safety and preemption of `agora train`, as processes (the issue's three checkpoint tests).
 
-Usage: python check_train_resume.py AGORA_BINARY SOURCE_DIR WORK_DIR {exact|kill9|sigterm}
+Usage: python check_train_resume.py AGORA_BINARY SOURCE_DIR WORK_DIR {exact|kill9|sigterm} [key=value ...]
 
   exact    2N steps straight vs N steps (training.stop_after_steps), process exit, resume=auto, N more steps:
            the loss of every step is identical bit for bit, and so are the final weights and optimizer state.
@@ -9,7 +9,9 @@ Usage: python check_train_resume.py AGORA_BINARY SOURCE_DIR WORK_DIR {exact|kill
            generate runs on it), resume=auto picks it, and the finished run matches the straight run exactly.
   sigterm  SIGTERM while training: the process saves a checkpoint and exits 0; resume=auto continues from it and
            the finished run matches the straight run exactly.
-All runs train the embedded tiny model on the bundled demo data (recipes/tiny_demo.yaml) on the CPU.
+All runs train the embedded tiny model on the bundled demo data (recipes/tiny_demo.yaml) on the CPU, with the
+extra recipe overrides given after the check's name (e.g. lora.rank=0 for full fine-tuning). A LoRA checkpoint
+holds adapter_model.safetensors where a full one holds model.safetensors.
 """
 
 import json
@@ -21,6 +23,7 @@ import sys
 import time
 
 STEPS = 24
+EXTRA = []  # recipe overrides from the command line, for every run
 
 
 def run_dir(work, name):
@@ -32,7 +35,7 @@ def run_dir(work, name):
 def command(agora, source, out, *overrides):
     return [agora, "train", f"--config={source}/recipes/tiny_demo.yaml", f"output_dir={out}", "device=cpu",
             f"training.max_steps={STEPS}", "eval.every_steps=10", "checkpoint.every_steps=4", "checkpoint.keep_last=3",
-            "logging.tensorboard=false", "logging.log_every_steps=1", *overrides]
+            "logging.tensorboard=false", "logging.log_every_steps=1", *EXTRA, *overrides]
 
 
 def train(agora, source, out, *overrides, env=None, expect_rc=0):
@@ -63,13 +66,18 @@ def read(path):
         return f.read()
 
 
+def weights_file(out):
+    lora = any(f.startswith("adapter_") for f in os.listdir(os.path.join(out, "checkpoints", checkpoints(out)[-1])))
+    return "adapter_model.safetensors" if lora else "model.safetensors"
+
+
 def expect_same_run(reference, resumed):
     a, b = losses(reference), losses(resumed)
     if a != b:
         diff = [(s, a.get(s), b.get(s)) for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
         sys.exit(f"loss sequences differ (step, straight, resumed): {diff[:10]}")
     final = f"checkpoints/step_{STEPS:07d}"
-    for name in ("model.safetensors", "optimizer.safetensors"):
+    for name in (weights_file(resumed), "optimizer.safetensors"):
         if read(os.path.join(reference, final, name)) != read(os.path.join(resumed, final, name)):
             sys.exit(f"{final}/{name} differs between the straight and the resumed run")
     print(f"{len(a)} step losses identical bit for bit; final model and optimizer files identical")
@@ -103,11 +111,14 @@ def check_kill9(agora, source, work, straight):
     if found != ["step_0000004", "step_0000008.tmp"]:
         sys.exit(f"after the kill expected step_0000004 and a partial step_0000008.tmp, found {found}")
     partial = os.listdir(os.path.join(out, "checkpoints", "step_0000008.tmp"))
-    if "model.safetensors" not in partial or "trainer_state.json" in partial:
+    if not any(f.endswith(".safetensors") for f in partial) or "trainer_state.json" in partial:
         sys.exit(f"the kill should come after the weights and before the state; the partial folder holds {partial}")
-    # The previous checkpoint is a complete model folder.
-    gen = subprocess.run([agora, "generate", "--model", os.path.join(out, "checkpoints", "step_0000004"),
-                          "--prompt", "Hello", "--max-new-tokens", "4"], capture_output=True, text=True, timeout=120)
+    # The previous checkpoint is loadable: a complete model folder, or an adapter for the base model.
+    previous = os.path.join(out, "checkpoints", "step_0000004")
+    model = ["--model", previous] if weights_file(out) == "model.safetensors" else \
+        ["--model", os.path.join(source, "assets", "tiny-llama"), "--adapter", previous]
+    gen = subprocess.run([agora, "generate", *model, "--prompt", "Hello", "--max-new-tokens", "4"],
+                         capture_output=True, text=True, timeout=120)
     if gen.returncode != 0:
         sys.exit(f"agora generate on the surviving checkpoint failed:\n{gen.stderr}")
     train(agora, source, out, "resume=auto")
@@ -148,7 +159,7 @@ def check_sigterm(agora, source, work, straight):
     train(agora, source, reference, "training.max_steps=100000", f"training.stop_after_steps={step + 4}")
     if losses(out) != losses(reference):
         sys.exit("the run resumed after SIGTERM differs from the uninterrupted run")
-    final = f"checkpoints/step_{step + 4:07d}/model.safetensors"
+    final = f"checkpoints/step_{step + 4:07d}/{weights_file(out)}"
     if read(os.path.join(out, final)) != read(os.path.join(reference, final)):
         sys.exit(f"{final} differs between the preempted and the uninterrupted run")
     print(f"resumed from step {step} to {step + 4}: losses and weights identical to the uninterrupted run")
@@ -156,6 +167,7 @@ def check_sigterm(agora, source, work, straight):
 
 def main():
     agora, source, work, which = sys.argv[1:5]
+    EXTRA.extend(sys.argv[5:])
     os.makedirs(work, exist_ok=True)
     checks = {"exact": check_exact, "kill9": check_kill9, "sigterm": check_sigterm}
     straight = None

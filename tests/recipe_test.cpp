@@ -69,7 +69,9 @@ TEST(Recipe, ShippedRecipesHoldTheirDocumentedSettings) {
   EXPECT_EQ(tiny->chat_template, "llama2");
   EXPECT_EQ(tiny->max_seq_len, 256);
   EXPECT_EQ(tiny->batch_size, 4);
-  EXPECT_EQ(tiny->lr, 3e-3);
+  EXPECT_EQ(tiny->lr, 1e-2);
+  EXPECT_EQ(tiny->lora_rank, 16);
+  EXPECT_EQ(tiny->lora_targets, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
 
   absl::StatusOr<Recipe> llama2 = LoadRecipe(dir / "llama2_7b_full_sft.yaml", {});
   ASSERT_TRUE(llama2.ok()) << llama2.status();
@@ -82,6 +84,17 @@ TEST(Recipe, ShippedRecipesHoldTheirDocumentedSettings) {
   ASSERT_TRUE(llama3.ok()) << llama3.status();
   EXPECT_EQ(llama3->chat_template, "llama3");
   EXPECT_EQ(llama3->model_path, "/elsewhere");
+  EXPECT_EQ(llama3->lora_rank, 0) << "full fine-tuning";
+
+  for (const char* name : {"llama2_7b_lora_sft.yaml", "llama3_8b_lora_sft.yaml"}) {
+    absl::StatusOr<Recipe> lora = LoadRecipe(dir / name, {});
+    ASSERT_TRUE(lora.ok()) << lora.status();
+    EXPECT_EQ(lora->lora_rank, 8) << name;
+    EXPECT_EQ(lora->lora_alpha, 16) << name;
+    EXPECT_EQ(lora->lora_dropout, 0.0) << name << ": activation checkpointing needs it";
+    EXPECT_TRUE(lora->activation_checkpointing) << name;
+    EXPECT_EQ(lora->model_dtype, "bfloat16") << name;
+  }
 }
 
 TEST(Recipe, MinimalRecipeKeepsEveryDefault) {

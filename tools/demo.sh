@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: fine-tune the embedded tiny model (assets/tiny-llama) on the bundled sandbox-society sample
-# (assets/data/sandbox_demo) with recipes/tiny_demo.yaml, stop half-way as a preempted job would, resume from the
-# checkpoint, then answer a question with the fine-tuned model. The run folder is build/demo_run.
+# `make demo`: LoRA fine-tuning of the embedded tiny model (assets/tiny-llama) on the bundled sandbox-society
+# sample (assets/data/sandbox_demo) with recipes/tiny_demo.yaml: stop half-way as a preempted job would, resume
+# from the checkpoint, answer a question with the adapter, and export the adapter merged into a full HF model.
+# The run folder is build/demo_run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 agora="$root/build/agora"
@@ -20,7 +21,13 @@ grep -E "eval at step|resumed from" "$run/log.txt" | sed 's/^[0-9-]* [0-9:]* /  
 echo
 final="$(ls -d "$run"/checkpoints/step_* | sort | tail -n 1)"
 question="How can I get my neighbour to stop playing loud music at night?"
-echo "== 3/3 agora generate from $final (greedy, llama2 chat template) =="
-"$agora" generate --model "$final" --chat_template llama2 --prompt "$question" --max-new-tokens 80
+echo "== 3/3 agora generate: the base model with the adapter of $final (greedy, llama2 chat template) =="
+"$agora" generate --model assets/tiny-llama --adapter "$final" --chat_template llama2 --prompt "$question" \
+  --max-new-tokens 80
 echo
-echo "Run folder: $run (recipe.yaml, log.txt, metrics.jsonl, tb/ for TensorBoard, checkpoints/)"
+echo "== agora export --merge: the adapter folded into the base, a plain HF model folder =="
+"$agora" export --merge --model assets/tiny-llama --adapter "$final" --out "$run/merged"
+ls "$run/merged"
+echo
+echo "Run folder: $run (recipe.yaml, log.txt, metrics.jsonl, tb/ for TensorBoard, checkpoints/: PEFT adapter"
+echo "folders with the optimizer and trainer state, merged/: the merged model)"
