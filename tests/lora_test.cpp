@@ -5,6 +5,7 @@
 //  - an adapter trained here is written as a PEFT folder and a merged HF model (tests/oracle/check_lora_export.py
 //    then loads both with PEFT / transformers and compares with the logits written here); merging keeps the
 //    logits; training changes only adapter parameters and gives the base no gradient;
+//  - activation checkpointing (frozen embedding) still gives adapters the plain gradients;
 //  - bad adapter folders are refused with the file and the key or tensor named, leaving no adapter behind;
 //  - the size of a Llama-2-7B-shaped LoRA checkpoint (rank 8 on q and v), measured by writing it.
 #include <cmath>
@@ -197,6 +198,33 @@ TEST(LoraTraining, OnlyAdaptersChangeAndTheBaseGetsNoGradient) {
   }
   for (const auto& [name, p] : LoraParameters(model))
     if (name.find("lora_B") != std::string::npos) EXPECT_GT(p.abs().max().item<double>(), 0.0) << name;
+}
+
+TEST(LoraTraining, ActivationCheckpointingGivesAdaptersThePlainGradients) {
+  // The 7B recipes combine both: a frozen embedding means the first checkpointed layer's input needs no
+  // gradient, and the adapters inside must still get theirs.
+  LlamaForCausalLM model = Base();
+  LoraConfig config;
+  config.targets = {"q_proj", "v_proj", "down_proj"};
+  ASSERT_TRUE(AddLora(model, config, Gen(12)).ok());
+  RandomizeB(model, 13);
+  const at::Tensor ids = at::randint(3, model->config().vocab_size, {1, 16}, Gen(14), at::kLong);
+  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, 16, at::kCPU), at::tensor({0, 16}, at::kLong),
+                    at::zeros({16}, at::kInt), 15, 16};
+  batch.labels[0][0] = -100;
+  auto gradients = [&](bool checkpointing) {
+    model->model->activation_checkpointing = checkpointing;
+    std::vector<at::Tensor> grads;
+    for (auto& [name, p] : LoraParameters(model)) p.mutable_grad().reset();
+    PackedTokenNll(model, batch).sum().backward();
+    for (auto& [name, p] : LoraParameters(model)) grads.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
+    return grads;
+  };
+  const auto plain = gradients(false), recomputed = gradients(true);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    ASSERT_TRUE(recomputed[i].defined()) << LoraParameters(model)[i].first << " got no gradient";
+    EXPECT_LE(RelativeError(recomputed[i], plain[i]), 1e-6) << LoraParameters(model)[i].first;
+  }
 }
 
 TEST(LoraPeft, BadAdapterFoldersAreRefusedNamingFileAndKey) {
