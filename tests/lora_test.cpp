@@ -60,7 +60,16 @@ void RandomizeB(LlamaForCausalLM& model, uint64_t seed) {
     if (name.find("lora_B") != std::string::npos) param.copy_(at::randn(param.sizes(), gen) * 0.1);
 }
 
-TEST(LoraForward, EqualsBaseplusScaledBAInFloat64) {
+// One random sequence as a training batch: every token but the first trained.
+DeviceBatch RandomSequence(int64_t vocab, int64_t n, uint64_t seed) {
+  const at::Tensor ids = at::randint(3, vocab, {1, n}, Gen(seed), at::kLong);
+  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, n, at::kCPU), at::tensor({int64_t{0}, n}, at::kLong),
+                    at::zeros({n}, at::kInt), n - 1, n};
+  batch.labels[0][0] = -100;
+  return batch;
+}
+
+TEST(LoraForward, EqualsBasePlusScaledBAInFloat64) {
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     LinearImpl linear(24, 40, ModelOptions{dtype, at::kCPU});
     at::Generator gen = Gen(1);
@@ -143,10 +152,7 @@ TEST(LoraPeft, TrainedAdapterExportsAsPeftAndMerged) {
   std::vector<TrainableParameter> trainable;
   for (auto& [name, p] : LoraParameters(model)) trainable.push_back({name, p.requires_grad_(true), true});
   AdamW adam(std::move(trainable), AdamWOptions{});
-  const at::Tensor ids = at::randint(3, model->config().vocab_size, {1, 24}, Gen(6), at::kLong);
-  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, 24, at::kCPU), at::tensor({0, 24}, at::kLong),
-                    at::zeros({24}, at::kInt), 23, 24};
-  batch.labels[0][0] = -100;
+  const DeviceBatch batch = RandomSequence(model->config().vocab_size, 24, 6);
   for (int step = 0; step < 3; ++step) {
     PackedTokenNll(model, batch).sum().backward();
     adam.Step(1e-2);
@@ -182,10 +188,7 @@ TEST(LoraTraining, OnlyAdaptersChangeAndTheBaseGetsNoGradient) {
   std::vector<TrainableParameter> trainable;
   for (auto& [name, p] : LoraParameters(model)) trainable.push_back({name, p.requires_grad_(true), true});
   AdamW adam(std::move(trainable), AdamWOptions{0.9, 0.999, 1e-8, 0.1});
-  const at::Tensor ids = at::randint(3, model->config().vocab_size, {1, 16}, Gen(10), at::kLong);
-  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, 16, at::kCPU), at::tensor({0, 16}, at::kLong),
-                    at::zeros({16}, at::kInt), 15, 16};
-  batch.labels[0][0] = -100;
+  const DeviceBatch batch = RandomSequence(model->config().vocab_size, 16, 10);
   for (int step = 0; step < 3; ++step) {
     PackedTokenNll(model, batch).sum().backward();
     for (const auto& [name, before] : base)
@@ -208,10 +211,7 @@ TEST(LoraTraining, ActivationCheckpointingGivesAdaptersThePlainGradients) {
   config.targets = {"q_proj", "v_proj", "down_proj"};
   ASSERT_TRUE(AddLora(model, config, Gen(12)).ok());
   RandomizeB(model, 13);
-  const at::Tensor ids = at::randint(3, model->config().vocab_size, {1, 16}, Gen(14), at::kLong);
-  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, 16, at::kCPU), at::tensor({0, 16}, at::kLong),
-                    at::zeros({16}, at::kInt), 15, 16};
-  batch.labels[0][0] = -100;
+  const DeviceBatch batch = RandomSequence(model->config().vocab_size, 16, 14);
   auto gradients = [&](bool checkpointing) {
     model->model->activation_checkpointing = checkpointing;
     std::vector<at::Tensor> grads;
