@@ -4,6 +4,8 @@ Usage: python check_train_resume.py AGORA_BINARY SOURCE_DIR WORK_DIR {exact|kill
 
   exact    2N steps straight vs N steps (training.stop_after_steps), process exit, resume=auto, N more steps:
            the loss of every step is identical bit for bit, and so are the final weights and optimizer state.
+           For LoRA runs also: a new run with lora.init_from=<the final checkpoint> (a PEFT adapter folder) starts
+           from those adapters: its validation loss before training equals the final one of the run it came from.
   kill9    the process SIGKILLs itself in the middle of writing a checkpoint (weights written, optimizer and
            state not; AGORA_TEST_KILL_DURING_SAVE): the previous checkpoint is untouched and loadable (agora
            generate runs on it), resume=auto picks it, and the finished run matches the straight run exactly.
@@ -93,6 +95,22 @@ def expect_in_log(out, text):
         sys.exit(f"{out}/log.txt lacks {text!r}:\n{log_text(out)}")
 
 
+def eval_losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f) if r["kind"] == "eval"}
+
+
+def check_init_from(agora, source, work, finished):
+    out = run_dir(work, "init_from")
+    adapter = os.path.join(finished, "checkpoints", f"step_{STEPS:07d}")
+    train(agora, source, out, f"lora.init_from={adapter}", "training.max_steps=1")
+    expect_in_log(out, f"LoRA adapters from {adapter}")
+    before, after = eval_losses(out)[0], eval_losses(finished)[STEPS]
+    if before != after:
+        sys.exit(f"lora.init_from: validation loss {before} before training, expected {after} (the adapter's run)")
+    print(f"lora.init_from: the new run starts at the adapter's validation loss {after} exactly")
+
+
 def check_exact(agora, source, work, straight):
     out = run_dir(work, "exact")
     train(agora, source, out, f"training.stop_after_steps={STEPS // 2}")
@@ -101,6 +119,8 @@ def check_exact(agora, source, work, straight):
     train(agora, source, out, "resume=auto")
     expect_in_log(out, f"resumed from {out}/checkpoints/step_{STEPS // 2:07d} at step {STEPS // 2}")
     expect_same_run(straight, out)
+    if weights_file(out) == "adapter_model.safetensors":
+        check_init_from(agora, source, work, straight)
 
 
 def check_kill9(agora, source, work, straight):
