@@ -52,8 +52,6 @@ class CheckpointManager {
   absl::StatusOr<std::filesystem::path> Save(const LlamaForCausalLM& model, const AdamW& optimizer,
                                              const TrainerState& state) const;
 
-  std::optional<std::filesystem::path> Latest() const { return LatestCheckpoint(dir_); }
-
  private:
   std::filesystem::path dir_;
   int64_t keep_last_;
