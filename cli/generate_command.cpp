@@ -1,4 +1,5 @@
 // agora generate: load an HF model folder, tokenize the prompts, decode a continuation for each, print it.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -95,6 +96,12 @@ int RunGenerate(const std::vector<char*>& positional_args) {
   sampling.seed = absl::GetFlag(FLAGS_seed);
   sampling.stop_ids = loaded->config.eos_token_ids;
   if (sampling.stop_ids.empty() && (*tokenizer)->eos_id()) sampling.stop_ids.push_back(*(*tokenizer)->eos_id());
+  // A Llama-3 chat turn ends with <|eot_id|>, which base-model configs do not list among their EOS ids.
+  if (chat == ChatTemplateKind::kLlama3) {
+    if (std::optional<int32_t> eot = (*tokenizer)->PieceToId("<|eot_id|>"); eot &&
+        std::find(sampling.stop_ids.begin(), sampling.stop_ids.end(), *eot) == sampling.stop_ids.end())
+      sampling.stop_ids.push_back(*eot);
+  }
 
   std::vector<std::vector<int64_t>> outputs = Generate(loaded->model, prompt_ids, sampling);
   for (size_t i = 0; i < outputs.size(); ++i) {
