@@ -86,7 +86,9 @@ def main():
     for name, r in rows:
         print(f"{name:40s} {r['median_mb_per_s']:8.2f} {r['tokens']:12d}")
     print(f"agora / tokenizers speed: {ratio:.2f}x")
-    result = {"benchmark": "bpe_tokenizer_encode", "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {"benchmark": "bpe_tokenizer_encode", "date": time.strftime("%Y-%m-%d"), "commit": commit,
+              "machine": platform.processor()
               or platform.machine(), "cpu_count": os.cpu_count(), "tokenizer_json": os.path.basename(args.tokenizer_json),
               "text_megabytes": agora["bytes"] / 1e6, "agora": agora, "tokenizers": dict(library, version=tokenizers.__version__),
               "ratio": ratio}
