@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "util/read_file.h"
 #include "util/status_macros.h"
 
@@ -287,10 +288,10 @@ std::vector<int32_t> BpeTokenizer::MergePiece(const std::string& mapped) const {
 }
 
 void BpeTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>& ids) const {
-  std::string key(piece);
   {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (auto it = cache_.find(key); it != cache_.end()) {
+    // Heterogeneous lookup: a hit (most pieces of real text) allocates nothing.
+    if (auto it = cache_.find(absl::string_view(piece.data(), piece.size())); it != cache_.end()) {
       ids.insert(ids.end(), it->second.begin(), it->second.end());
       return;
     }
@@ -301,7 +302,7 @@ void BpeTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>& ids
   ids.insert(ids.end(), out.begin(), out.end());
   std::lock_guard<std::mutex> lock(cache_mutex_);
   if (cache_.size() >= kCacheLimit) cache_.clear();  // bounded memory on endless distinct pieces
-  cache_.emplace(std::move(key), std::move(out));
+  cache_.emplace(std::string(piece), std::move(out));
 }
 
 void BpeTokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>& ids) const {

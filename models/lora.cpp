@@ -197,10 +197,13 @@ absl::StatusOr<LoraConfig> LoadPeftAdapter(LlamaForCausalLM& model, const fs::pa
   AGORA_ASSIGN_OR_RETURN(auto tensors, LoadTensors(path));
   // Adapters are added first (their shapes come from the model), checked against the file, and removed again
   // when anything does not match.
+  std::vector<bool> requires_grad;  // AddLora freezes the base; a failed load puts the flags back as they were
+  for (const auto& param : model->parameters()) requires_grad.push_back(param.requires_grad());
   AGORA_RETURN_IF_ERROR(AddLora(model, config, at::make_generator<at::CPUGeneratorImpl>(0)));
   auto fail = [&](absl::Status status) {
     for (auto& [name, linear] : Projections(model)) RemoveAdapter(*linear);
-    for (auto& param : model->parameters()) param.set_requires_grad(true);
+    auto params = model->parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].set_requires_grad(requires_grad[i]);
     return status;
   };
   std::set<std::string> used;

@@ -9,17 +9,17 @@ the tokenizer's post-processor (so <|begin_of_text|> comes first, as Agora adds 
 <|end_of_text|> or <|eot_id|>, and decodes prompt and continuation together without the special tokens; Agora's
 stdout for the same prompt must be that text.
 """
-import subprocess
 import sys
 
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 from transformers.utils import logging as transformers_logging
 
+# The agora side (run, compare, report) is shared with the sentencepiece check.
+from check_cli_generate import MAX_NEW_TOKENS, agora_matches, report
+
 PROMPTS = ["the quick brown fox jumps over the lazy dog", "Order #42: 1,234.56 items, shipped 2024-01-31!",
            "Café naïve über straße 🦙 👩‍💻 日本語"]
-MAX_NEW_TOKENS = 16
-
 
 def transformers_generate(tokenizer, model, prompt):
     """The token ids (prompt and continuation) and their decoded text."""
@@ -46,19 +46,10 @@ def main():
     failures = 0
     for prompt in PROMPTS:
         ids, expected = transformers_generate(tokenizer, model, prompt)
-        run = subprocess.run([agora, "generate", "--model", model_dir, "--prompt", prompt, "--device", "cpu",
-                              "--dtype", "float32", "--max-new-tokens", str(MAX_NEW_TOKENS)],
-                             capture_output=True, text=True, encoding="utf-8", errors="backslashreplace")
-        got = run.stdout.rstrip("\n")
-        ok = run.returncode == 0 and got == expected
-        failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} prompt {prompt!r}\n  transformers: {expected!r}\n  agora:        {got!r}")
-        if not ok:
+        if not agora_matches(agora, model_dir, prompt, expected):
+            failures += 1
             print(f"  transformers ids: {ids}")
-        if run.returncode != 0:
-            print(run.stderr)
-    print(f"{len(PROMPTS) - failures} passed, {failures} failed")
-    sys.exit(1 if failures else 0)
+    report(failures, len(PROMPTS))
 
 
 if __name__ == "__main__":
