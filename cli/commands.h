@@ -5,6 +5,7 @@
 
 namespace agora::cli {
 
+int RunData(const std::vector<char*>& positional_args);
 int RunExport(const std::vector<char*>& positional_args);
 int RunGenerate(const std::vector<char*>& positional_args);
 int RunTrain(const std::vector<char*>& positional_args);

@@ -21,7 +21,7 @@ ABSL_FLAG(std::string, adapter, "", "a PEFT LoRA adapter folder (or an Agora LoR
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(std::string, prompt_file, "", "file with one prompt per line, decoded together as one batch");
 ABSL_FLAG(std::string, chat_template, "",
-          "wrap each prompt as a user turn of this chat template (llama2, llama3 or plain), as training renders it; "
+          "wrap each prompt as a user turn of this chat template (llama2, llama3, plain or vicuna), as training renders it; "
           "empty: the prompt is plain text after BOS");
 ABSL_FLAG(int64_t, max_new_tokens, 64, "tokens to generate per prompt at most");
 ABSL_FLAG(double, temperature, 0.0, "sampling temperature; 0 decodes greedily");

@@ -17,9 +17,11 @@ constexpr char kUsage[] =
     "  train     --config RECIPE.yaml [key=value ...]   fine-tune as the recipe says (recipes/ has examples)\n"
     "  generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
     "            [--seed S] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16]\n"
-    "            [--adapter LORA_DIR] [--chat-template llama2|llama3|plain]\n"
+    "            [--adapter LORA_DIR] [--chat-template llama2|llama3|plain|vicuna]\n"
     "  export    --adapter LORA_DIR --out DIR [--merge --model BASE_DIR [--dtype D]]\n"
     "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n"
+    "  data      sandbox-to-groups --out FILE [--self-critic-ratio R] [--realignment-ratio R] [--seed S] LOG...\n"
+    "            Stable Alignment's sandbox interaction logs -> its grouped training file (sandbox_groups)\n"
     "run `agora <command> --help` for every flag";
 
 // "--max-new-tokens=3" -> "--max_new_tokens=3": Abseil flag names are identifiers.
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return agora::cli::RunGenerate(positional);
   if (command == "train") return agora::cli::RunTrain(positional);
   if (command == "export") return agora::cli::RunExport(positional);
+  if (command == "data") return agora::cli::RunData(positional);
   std::fprintf(stderr, "agora: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 2;
 }

@@ -63,26 +63,31 @@ absl::StatusOr<std::pair<int32_t, int32_t>> BosEos(const Tokenizer& tokenizer, C
   return std::make_pair(*tokenizer.bos_id(), *tokenizer.eos_id());
 }
 
-// Meta's llama-2 chat_completion: [system,] then strictly alternating user/assistant, starting with user.
-absl::StatusOr<TokenizedSample> RenderLlama2(const Conversation& c, const Tokenizer& tokenizer) {
-  AGORA_ASSIGN_OR_RETURN(auto bos_eos, BosEos(tokenizer, ChatTemplateKind::kLlama2));
-  const auto [bos, eos] = bos_eos;
-  const std::vector<Message>& m = c.messages;
-  size_t first = 0;
-  std::string system_prefix;
-  if (m[0].role == "system") {
-    system_prefix = absl::StrCat("<<SYS>>\n", m[0].content, "\n<</SYS>>\n\n");
-    first = 1;
-  }
+// [system,] then strictly alternating user/assistant, starting with user (llama2 and vicuna). Returns the index
+// of the first user message.
+absl::StatusOr<size_t> CheckAlternatingRoles(const std::vector<Message>& m, ChatTemplateKind kind) {
+  const size_t first = m[0].role == "system" ? 1 : 0;
   for (size_t i = first; i < m.size(); ++i) {
     const char* expected = (i - first) % 2 == 0 ? "user" : "assistant";
     if (m[i].role != expected) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "llama2 template: message ", i, " has role \"", m[i].role, "\", expected \"", expected,
+          ChatTemplateName(kind), " template: message ", i, " has role \"", m[i].role, "\", expected \"", expected,
           "\" (roles must be [system,] user, assistant, user, assistant, ...)"));
     }
   }
-  if (first == m.size()) return absl::InvalidArgumentError("llama2 template: a system message without a user turn");
+  if (first == m.size())
+    return absl::InvalidArgumentError(absl::StrCat(ChatTemplateName(kind), " template: a system message without a user turn"));
+  return first;
+}
+
+// Meta's llama-2 chat_completion.
+absl::StatusOr<TokenizedSample> RenderLlama2(const Conversation& c, const Tokenizer& tokenizer) {
+  AGORA_ASSIGN_OR_RETURN(auto bos_eos, BosEos(tokenizer, ChatTemplateKind::kLlama2));
+  const auto [bos, eos] = bos_eos;
+  const std::vector<Message>& m = c.messages;
+  AGORA_ASSIGN_OR_RETURN(const size_t first, CheckAlternatingRoles(m, ChatTemplateKind::kLlama2));
+  const std::string system_prefix =
+      first == 1 ? absl::StrCat("<<SYS>>\n", m[0].content, "\n<</SYS>>\n\n") : std::string();
 
   Renderer r(tokenizer);
   for (size_t i = first; i < m.size(); i += 2) {
@@ -139,6 +144,28 @@ absl::StatusOr<TokenizedSample> RenderPlain(const Conversation& c, const Tokeniz
   return r.Take();
 }
 
+// FastChat's vicuna_v1.1 (see the header for how segments meet FastChat's separators).
+absl::StatusOr<TokenizedSample> RenderVicuna(const Conversation& c, const Tokenizer& tokenizer) {
+  constexpr char kDefaultSystem[] =
+      "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+      "detailed, and polite answers to the user's questions.";
+  AGORA_ASSIGN_OR_RETURN(auto bos_eos, BosEos(tokenizer, ChatTemplateKind::kVicuna));
+  const std::vector<Message>& m = c.messages;
+  AGORA_ASSIGN_OR_RETURN(const size_t first, CheckAlternatingRoles(m, ChatTemplateKind::kVicuna));
+  Renderer r(tokenizer);
+  r.Id(bos_eos.first, false);
+  r.Content(first == 1 ? StripAscii(m[0].content) : std::string_view(kDefaultSystem), false);
+  for (size_t i = first; i < m.size(); i += 2) {
+    r.Content(absl::StrCat("USER: ", std::string(StripAscii(m[i].content))), false);
+    r.Markup("ASSISTANT:");
+    if (i + 1 < m.size()) {
+      r.Content(StripAscii(m[i + 1].content), true);
+      r.Id(bos_eos.second, true);
+    }
+  }
+  return r.Take();
+}
+
 absl::StatusOr<TokenizedSample> Render(ChatTemplateKind kind, const Conversation& conversation,
                                        const Tokenizer& tokenizer, bool generation_prompt) {
   if (conversation.messages.empty()) return absl::InvalidArgumentError("empty conversation: no message to render");
@@ -146,6 +173,7 @@ absl::StatusOr<TokenizedSample> Render(ChatTemplateKind kind, const Conversation
     case ChatTemplateKind::kLlama2: return RenderLlama2(conversation, tokenizer);
     case ChatTemplateKind::kLlama3: return RenderLlama3(conversation, tokenizer, generation_prompt);
     case ChatTemplateKind::kPlain: return RenderPlain(conversation, tokenizer);
+    case ChatTemplateKind::kVicuna: return RenderVicuna(conversation, tokenizer);
   }
   return absl::InternalError("unknown chat template");
 }
@@ -156,8 +184,9 @@ absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name) {
   if (name == "llama2") return ChatTemplateKind::kLlama2;
   if (name == "llama3") return ChatTemplateKind::kLlama3;
   if (name == "plain") return ChatTemplateKind::kPlain;
+  if (name == "vicuna") return ChatTemplateKind::kVicuna;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown chat template \"", std::string(name), "\" (expected llama2, llama3 or plain)"));
+      absl::StrCat("unknown chat template \"", std::string(name), "\" (expected llama2, llama3, plain or vicuna)"));
 }
 
 std::string ChatTemplateName(ChatTemplateKind kind) {
@@ -165,6 +194,7 @@ std::string ChatTemplateName(ChatTemplateKind kind) {
     case ChatTemplateKind::kLlama2: return "llama2";
     case ChatTemplateKind::kLlama3: return "llama3";
     case ChatTemplateKind::kPlain: return "plain";
+    case ChatTemplateKind::kVicuna: return "vicuna";
   }
   return "?";
 }

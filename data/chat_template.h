@@ -27,6 +27,15 @@
 // plain (no role markup): <s> then per message
 //     system/user: {content}\n\n (one segment)        assistant: T:{content} | T:</s>
 //   i.e. "<s>{system}\n\n{user}\n\n{answer}</s>{user}\n\n{answer}</s>"; the prompt ends after "{user}\n\n".
+//
+// vicuna (FastChat's vicuna_v1.1, the template MATRIX trains with):
+//     <s> | {system} | then per exchange  USER: {user} | ASSISTANT: | T:{assistant} | T:</s>
+//   system defaults to FastChat's "A chat between a curious user and an artificial intelligence assistant. ..."
+//   line. With a dummy-prefix tokenizer every segment starts with "▁", which is FastChat's " " separator, so the
+//   ids equal FastChat's single encode of "{system} USER: {user} ASSISTANT: {answer}</s>" for the first
+//   exchange; later exchanges get a "▁" after </s> that FastChat's string lacks. Loss on assistant tokens and
+//   </s>, as FastChat's preprocess masks. Roles: [system,] user, assistant, user, ...; the generation prompt
+//   ends after "ASSISTANT:".
 #pragma once
 
 #include <cstdint>
@@ -41,8 +50,8 @@
 
 namespace agora {
 
-enum class ChatTemplateKind { kLlama2, kLlama3, kPlain };
-// "llama2", "llama3", "plain".
+enum class ChatTemplateKind { kLlama2, kLlama3, kPlain, kVicuna };
+// "llama2", "llama3", "plain", "vicuna".
 absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name);
 std::string ChatTemplateName(ChatTemplateKind kind);
 

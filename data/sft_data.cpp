@@ -27,29 +27,35 @@ class Loader : public SftDataLoader {
       : options_(std::move(options)), tokenizer_(std::move(tokenizer)), dataset_(std::move(dataset)) {}
 
   absl::Status Index() {
-    AGORA_RETURN_IF_ERROR(CheckChatTemplate(options_.chat_template, *tokenizer_));
+    render_ = RecordTokenizerOptions{options_.chat_template,  options_.max_seq_len,    options_.responses_per_query,
+                                     options_.append_eos,     options_.meta_prompts,   options_.max_source_len,
+                                     options_.max_target_len};
+    const RecordFormat format = dataset_.format();
+    if (IsGroupFormat(format) && options_.packing)
+      return absl::InvalidArgumentError(absl::StrCat(
+          options_.path.string(), ": records of this format give several sequences an objective compares; they "
+          "need data.packing=false (one record a row)"));
+    if (format != RecordFormat::kAuto) AGORA_RETURN_IF_ERROR(CheckRecordTokenizer(format, render_, *tokenizer_));
     stats_.records = dataset_.size();
     stats_.skipped_bad_lines = dataset_.skipped_lines();
     std::vector<int64_t> lengths;
     for (int64_t i = 0; i < dataset_.size(); ++i) {
-      AGORA_ASSIGN_OR_RETURN(Truncated t, Tokenize(i));
-      const TokenizedSample& sample = t.sample;
-      const int64_t length = static_cast<int64_t>(sample.ids.size());
-      // The first label is never trained (AssembleBatch), so a sample needs a trained label after it.
-      if (std::none_of(sample.labels.begin() + std::min<int64_t>(length, 1), sample.labels.end(),
-                       [](int32_t l) { return l != kIgnoreLabel; })) {
+      AGORA_ASSIGN_OR_RETURN(TokenizedGroup group, Tokenize(i, /*epoch=*/0));
+      if (group.sequences.empty()) {
         ++stats_.dropped_untrained;
         continue;
       }
-      stats_.truncated += t.truncated;
+      int64_t length = 0;
+      for (const TokenizedSample& s : group.sequences) length += static_cast<int64_t>(s.ids.size());
+      stats_.truncated += group.truncated;
+      stats_.sequences += static_cast<int64_t>(group.sequences.size());
       records_.push_back(i);
       lengths.push_back(length);
       stats_.tokens += length;
     }
     stats_.samples = static_cast<int64_t>(records_.size());
     if (stats_.samples == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(options_.path.string(), ": no sample with a trained (assistant) token"));
+      return absl::InvalidArgumentError(absl::StrCat(options_.path.string(), ": no record with a trained token"));
     }
     std::vector<int64_t> order = options_.shuffle ? SeededPermutation(stats_.samples, options_.seed, kPackingStream)
                                                   : Identity(stats_.samples);
@@ -64,6 +70,7 @@ class Loader : public SftDataLoader {
   }
 
   const SftDataStats& stats() const override { return stats_; }
+  RecordFormat format() const override { return dataset_.format(); }
 
   absl::StatusOr<PackedBatch> Get(const DataPosition& position) const override {
     if (position.batch < 0 || position.batch >= stats_.batches_per_epoch || position.epoch < 0) {
@@ -72,15 +79,15 @@ class Loader : public SftDataLoader {
     }
     const std::vector<int64_t> row_order = RowOrder(position.epoch);
     const int64_t first = (position.batch * options_.world_size + options_.rank) * options_.batch_rows;
-    // Tokenize first, place after: RowSample points into `samples`, which must not grow any more by then.
-    std::vector<TokenizedSample> samples;
+    // Tokenize first, place after: RowSample points into `groups`, which must not grow any more by then.
+    std::vector<TokenizedGroup> groups;
     std::vector<std::vector<int64_t>> row_samples;  // per row, this rank's sample numbers
     for (int64_t r = first; r < first + options_.batch_rows; ++r) {
       row_samples.emplace_back();
       if (r >= static_cast<int64_t>(row_order.size())) continue;  // an empty row completing the last batch
       for (int64_t s : rows_[row_order[r]]) {
-        AGORA_ASSIGN_OR_RETURN(Truncated t, Tokenize(records_[s]));
-        samples.push_back(std::move(t.sample));
+        AGORA_ASSIGN_OR_RETURN(TokenizedGroup group, Tokenize(records_[s], position.epoch));
+        groups.push_back(std::move(group));
         row_samples.back().push_back(s);
       }
     }
@@ -88,12 +95,19 @@ class Loader : public SftDataLoader {
     size_t next = 0;
     int64_t longest = 1;
     for (size_t r = 0; r < row_samples.size(); ++r) {
+      int64_t row_length = 0;
       for (int64_t s : row_samples[r]) {
-        longest = std::max<int64_t>(longest, samples[next].ids.size());
-        placed[r].push_back({&samples[next++], static_cast<int32_t>(records_[s])});
+        const TokenizedGroup& group = groups[next];
+        for (size_t k = 0; k < group.sequences.size(); ++k) {
+          row_length += static_cast<int64_t>(group.sequences[k].ids.size());
+          placed[r].push_back({&group.sequences[k], static_cast<int32_t>(records_[s]), static_cast<int32_t>(next),
+                               group.scores[k]});
+        }
+        ++next;
       }
+      longest = std::max(longest, row_length);
     }
-    // Packed rows are max_seq_len long; padded rows as long as the longest sample of the batch.
+    // Packed rows are max_seq_len long; padded rows as long as the longest row of the batch.
     const int64_t seq_len = options_.packing ? options_.max_seq_len : longest;
     return AssembleBatch(placed, seq_len, tokenizer_->pad_id().value_or(0));
   }
@@ -105,26 +119,25 @@ class Loader : public SftDataLoader {
     return v;
   }
 
-  struct Truncated {
-    TokenizedSample sample;
-    bool truncated = false;
-  };
-  // Record i, tokenized and cut to max_seq_len. The policy: keep the beginning (the prompt and the start of the
-  // answer); the loader's statistics count the samples cut.
-  absl::StatusOr<Truncated> Tokenize(int64_t i) const {
-    AGORA_ASSIGN_OR_RETURN(Conversation conversation, dataset_.Get(i));
-    absl::StatusOr<TokenizedSample> sample = TokenizeConversation(options_.chat_template, conversation, *tokenizer_);
-    if (!sample.ok()) {
+  // Record i as sequences; a record with a sequence left without trained token gives none (left out).
+  absl::StatusOr<TokenizedGroup> Tokenize(int64_t i, int64_t epoch) const {
+    AGORA_ASSIGN_OR_RETURN(Record record, dataset_.GetRecord(i));
+    // Stable Alignment's draw of K responses: a pure function of (seed, epoch, record).
+    const uint64_t draw_seed = options_.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(epoch + 1)) ^
+                               (0xBF58476D1CE4E5B9ULL * static_cast<uint64_t>(i + 1));
+    absl::StatusOr<TokenizedGroup> group = TokenizeRecord(record, render_, *tokenizer_, draw_seed);
+    if (!group.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(options_.path.string(), ":", dataset_.line_number(i), ": ",
-                                                     sample.status().message()));
+                                                     group.status().message()));
     }
-    Truncated out{*std::move(sample), false};
-    if (static_cast<int64_t>(out.sample.ids.size()) > options_.max_seq_len) {
-      out.truncated = true;
-      out.sample.ids.resize(options_.max_seq_len);
-      out.sample.labels.resize(options_.max_seq_len);
+    for (const TokenizedSample& s : group->sequences) {
+      if (std::none_of(s.labels.begin() + std::min<size_t>(s.labels.size(), 1), s.labels.end(),
+                       [](int32_t l) { return l != kIgnoreLabel; })) {
+        group->sequences.clear();
+        break;
+      }
     }
-    return out;
+    return group;
   }
 
   // The row order of an epoch; the latest one is cached, since a run asks for the same epoch many times.
@@ -141,6 +154,7 @@ class Loader : public SftDataLoader {
   SftDataOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   JsonlDataset dataset_;
+  RecordTokenizerOptions render_;
   SftDataStats stats_;
   std::vector<int64_t> records_;                  // sample -> dataset record
   std::vector<std::vector<int64_t>> rows_;        // row -> samples

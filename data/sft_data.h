@@ -1,7 +1,10 @@
-// Supervised fine-tuning data, from a JSONL file to fixed-shape token batches:
-//   file --(JsonlDataset: byte-offset index, records parsed on demand)--> Conversation
-//        --(chat template)--> TokenizedSample{ids, labels}  --(truncate to max_seq_len)-->
+// Training data, from a JSONL (or JSON array) file to fixed-shape token batches:
+//   file --(JsonlDataset: byte-offset index, records parsed on demand)--> Record
+//        --(data/record_tokenizer.h: the format's template, truncation)--> TokenizedGroup of sequences {ids, labels}
 //        --(per-epoch plan: seeded shuffle, rank shard, packing or padding)--> PackedBatch
+// A record's sequences always share a row, in order, so objectives that compare them (Stable Alignment's K
+// responses, DPO's chosen and rejected) find them together; such group formats need packing off (one record a
+// row), which IsGroupFormat tells.
 // A batch is a pure function of (seed, epoch, batch index, rank, world size), so the data position a checkpoint
 // saves is just {epoch, batch}.
 #pragma once
@@ -15,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "data/chat_template.h"
 #include "data/jsonl_dataset.h"
+#include "data/record_tokenizer.h"
 #include "data/tokenizer.h"
 
 namespace agora {
@@ -26,7 +30,13 @@ struct SftDataOptions {
   ChatTemplateKind chat_template = ChatTemplateKind::kLlama2;
   BadLinePolicy bad_lines = BadLinePolicy::kError;
   int64_t max_seq_len = 2048;
-  int64_t batch_rows = 1;   // rows of max_seq_len tokens per batch
+  // Format-specific (data/record_tokenizer.h).
+  int64_t responses_per_query = 3;
+  bool append_eos = false;
+  std::vector<std::string> meta_prompts;
+  int64_t max_source_len = 512;
+  int64_t max_target_len = 512;
+  int64_t batch_rows = 1;   // rows of max_seq_len tokens per batch (group formats: records per batch)
   bool packing = true;      // false: one sample per row, right-padded to the longest row of the batch
   bool shuffle = true;
   uint64_t seed = 0;
@@ -48,7 +58,13 @@ struct PackedBatch {
   // cu_seqlens[0] = 0, last = rows * seq_len. Attention never crosses a boundary.
   std::vector<int64_t> cu_seqlens;
   std::vector<int32_t> sample_index;  // per token: index of its sample in the dataset file; -1 for padding
+  std::vector<int32_t> sequence_id;   // per token: its sample's number in this batch (0..num_samples-1); -1 padding
+  // Per sample: its group (the samples one record gave, e.g. a query's K responses or a preference pair; numbered
+  // 0..num_groups-1 within the batch) and its score (a rating; 1 chosen / 0 rejected; 0 for SFT).
+  std::vector<int32_t> sequence_group;
+  std::vector<float> sequence_score;
   int64_t num_samples = 0;
+  int64_t num_groups = 0;
   int64_t trained_tokens = 0;  // labels != kIgnoreLabel
 };
 
@@ -60,22 +76,26 @@ struct DataPosition {
 struct SftDataStats {
   int64_t records = 0;             // records read from the file
   int64_t skipped_bad_lines = 0;   // malformed lines skipped (BadLinePolicy::kSkip)
-  int64_t truncated = 0;           // samples longer than max_seq_len, cut to max_seq_len
-  int64_t dropped_untrained = 0;   // samples with no trained token (after truncation), left out
-  int64_t samples = 0;             // samples in the epoch plans
+  int64_t truncated = 0;           // sequences cut (max_seq_len, Dromedary's source and target limits)
+  int64_t dropped_untrained = 0;   // records with a sequence without trained token (after truncation), left out
+  int64_t samples = 0;             // records in the epoch plans
+  int64_t sequences = 0;           // their sequences (epoch 0's draw)
   int64_t batches_per_epoch = 0;   // the same on every rank
-  int64_t tokens = 0;              // tokens of all samples (after truncation)
+  int64_t tokens = 0;              // tokens of all sequences (after truncation; epoch 0's draw)
 };
 
 class SftDataLoader {
  public:
   // Indexes the file, tokenizes every record once to learn its length (token ids are not kept: batches
-  // re-read and re-tokenize their records), and fixes the statistics.
+  // re-read and re-tokenize their records), and fixes the statistics. Errors about a record read
+  // "PATH:LINE: what was expected".
   static absl::StatusOr<std::unique_ptr<SftDataLoader>> Open(const SftDataOptions& options,
                                                              std::shared_ptr<const Tokenizer> tokenizer);
   virtual ~SftDataLoader() = default;
 
   virtual const SftDataStats& stats() const = 0;
+  // The file's record format (kAuto resolved).
+  virtual RecordFormat format() const = 0;
   // The batch at `position` (position.batch < stats().batches_per_epoch).
   virtual absl::StatusOr<PackedBatch> Get(const DataPosition& position) const = 0;
 };

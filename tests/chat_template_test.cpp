@@ -230,10 +230,11 @@ TEST_F(ChatTemplateTest, PrintsWhichTokensOneExampleTrains) {
 
 // --- without the oracle -----------------------------------------------------------------------------------------
 
-TEST(ChatTemplateNameTest, ParsesTheThreeNamesAndRejectsOthers) {
+TEST(ChatTemplateNameTest, ParsesTheFourNamesAndRejectsOthers) {
   const std::pair<const char*, ChatTemplateKind> good[] = {{"llama2", ChatTemplateKind::kLlama2},
                                                            {"llama3", ChatTemplateKind::kLlama3},
-                                                           {"plain", ChatTemplateKind::kPlain}};
+                                                           {"plain", ChatTemplateKind::kPlain},
+                                                           {"vicuna", ChatTemplateKind::kVicuna}};
   for (const auto& [name, kind] : good) {
     absl::StatusOr<ChatTemplateKind> parsed = ParseChatTemplateKind(name);
     ASSERT_TRUE(parsed.ok()) << name << ": " << parsed.status();
@@ -245,7 +246,7 @@ TEST(ChatTemplateNameTest, ParsesTheThreeNamesAndRejectsOthers) {
     ASSERT_FALSE(parsed.ok()) << ::testing::PrintToString(std::string(bad));
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(MessageOf(parsed.status()), HasSubstr("\"" + std::string(bad) + "\""));
-    EXPECT_THAT(MessageOf(parsed.status()), HasSubstr("llama2, llama3 or plain"));
+    EXPECT_THAT(MessageOf(parsed.status()), HasSubstr("llama2, llama3, plain or vicuna"));
   }
 }
 

@@ -561,12 +561,13 @@ TEST(JsonlDatasetOptions, ParseRecordFormat) {
   EXPECT_EQ(ParseRecordFormat("auto").value(), RecordFormat::kAuto);
   EXPECT_EQ(ParseRecordFormat("messages").value(), RecordFormat::kMessages);
   EXPECT_EQ(ParseRecordFormat("prompt_response").value(), RecordFormat::kPromptResponse);
-  for (const std::string bad : {"", "Messages", "prompt-response", "sharegpt"}) {
+  for (const std::string bad : {"", "Messages", "prompt-response", "ShareGPT", "fastchat"}) {
     absl::StatusOr<RecordFormat> format = ParseRecordFormat(bad);
     ASSERT_FALSE(format.ok()) << bad;
     EXPECT_EQ(format.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(Text(format.status()),
-              "unknown record format \"" + bad + "\" (expected auto, messages or prompt_response)");
+              "unknown record format \"" + bad +
+                  "\" (expected auto, messages, prompt_response, sharegpt, dromedary, sandbox_groups or preference)");
   }
 }
 
