@@ -5,7 +5,8 @@
 namespace agora {
 
 at::Tensor TokenNll(const at::Tensor& logits, const at::Tensor& targets) {
-  at::Tensor flat = logits.to(at::kFloat).reshape({-1, logits.size(-1)});
+  // At least fp32 (bf16/fp16 logits are promoted); float64 stays float64, for gradient checks.
+  at::Tensor flat = (logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat)).reshape({-1, logits.size(-1)});
   at::Tensor nll = at::cross_entropy_loss(flat, targets.reshape({-1}), /*weight=*/{}, at::Reduction::None, kIgnoreIndex);
   return nll.view(targets.sizes());
 }

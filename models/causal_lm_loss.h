@@ -8,7 +8,7 @@ namespace agora {
 
 constexpr int64_t kIgnoreIndex = -100;
 
-// -log softmax(logits)[target] in fp32 for every position; positions whose target is kIgnoreIndex give 0.
+// -log softmax(logits)[target] in fp32 (fp64 for fp64 logits) for every position; positions whose target is kIgnoreIndex give 0.
 // logits: [..., V]; targets: [...] int64.
 at::Tensor TokenNll(const at::Tensor& logits, const at::Tensor& targets);
 

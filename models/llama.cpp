@@ -17,7 +17,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const ModelOpt
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
   at::Tensor y = at::linear(x, weight);
-  if (!lora_A) return y;
+  if (!lora_A || !lora_enabled) return y;
   // PEFT's lora.Linear: the adapter sees the input in its own dtype; the sum returns in the base output's dtype.
   at::Tensor h = x.to(lora_A->weight.scalar_type());
   if (lora_dropout > 0.0 && is_training()) h = at::dropout(h, lora_dropout, /*train=*/true);
@@ -35,7 +35,8 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const ModelOptions& options) 
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  at::Tensor x32 = x.to(at::kFloat);
+  // In at least fp32, as transformers does; float64 stays float64 (gradient checks).
+  at::Tensor x32 = x.scalar_type() == at::kDouble ? x : x.to(at::kFloat);
   at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
 }

@@ -30,6 +30,7 @@ class LinearImpl : public torch::nn::Module {
   std::shared_ptr<LinearImpl> lora_A, lora_B;
   double lora_scaling = 0.0;
   double lora_dropout = 0.0;
+  bool lora_enabled = true;  // false: the adapter is skipped (DPO's reference model; models/lora.h)
 };
 TORCH_MODULE(Linear);
 

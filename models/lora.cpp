@@ -228,6 +228,18 @@ absl::StatusOr<LoraConfig> LoadPeftAdapter(LlamaForCausalLM& model, const fs::pa
   return config;
 }
 
+LoraAdaptersDisabled::LoraAdaptersDisabled(LlamaForCausalLM& model) {
+  for (auto& [path, linear] : Projections(model)) {
+    if (!linear->lora_A || !linear->lora_enabled) continue;
+    linear->lora_enabled = false;
+    disabled_.push_back(linear);
+  }
+}
+
+LoraAdaptersDisabled::~LoraAdaptersDisabled() {
+  for (LinearImpl* linear : disabled_) linear->lora_enabled = true;
+}
+
 void MergeLora(LlamaForCausalLM& model) {
   at::NoGradGuard no_grad;
   for (auto& [path, linear] : Projections(model)) {

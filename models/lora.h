@@ -62,6 +62,19 @@ absl::StatusOr<LoraConfig> ReadPeftAdapterConfig(const std::filesystem::path& di
 // unexpected or misshapen tensors are errors naming the file and tensor; a failed load leaves no adapter behind).
 absl::StatusOr<LoraConfig> LoadPeftAdapter(LlamaForCausalLM& model, const std::filesystem::path& dir);
 
+// While alive, every adapter of `model` is skipped: the model computes its base (PEFT's disable_adapter()). DPO's
+// reference log-probabilities come from the policy this way, without a second copy of the weights.
+class LoraAdaptersDisabled {
+ public:
+  explicit LoraAdaptersDisabled(LlamaForCausalLM& model);
+  ~LoraAdaptersDisabled();
+  LoraAdaptersDisabled(const LoraAdaptersDisabled&) = delete;
+  LoraAdaptersDisabled& operator=(const LoraAdaptersDisabled&) = delete;
+
+ private:
+  std::vector<LinearImpl*> disabled_;
+};
+
 // Folds every adapter into its base weight (W += scaling * B A, computed in fp32, rounded once to W's dtype)
 // and removes the adapters: the model is a plain Llama again, ready for SaveModel.
 void MergeLora(LlamaForCausalLM& model);

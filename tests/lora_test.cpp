@@ -63,8 +63,18 @@ void RandomizeB(LlamaForCausalLM& model, uint64_t seed) {
 // One random sequence as a training batch: every token but the first trained.
 DeviceBatch RandomSequence(int64_t vocab, int64_t n, uint64_t seed) {
   const at::Tensor ids = at::randint(3, vocab, {1, n}, Gen(seed), at::kLong);
-  DeviceBatch batch{ids, ids.clone(), DefaultPositions(1, n, at::kCPU), at::tensor({int64_t{0}, n}, at::kLong),
-                    at::zeros({n}, at::kInt), n - 1, n};
+  DeviceBatch batch{.input_ids = ids,
+                    .labels = ids.clone(),
+                    .position_ids = DefaultPositions(1, n, at::kCPU),
+                    .cu_seqlens = at::tensor({int64_t{0}, n}, at::kLong),
+                    .sample_index = at::zeros({n}, at::kInt),
+                    .sequence_id = at::zeros({n}, at::kLong),
+                    .sequence_group = at::zeros({1}, at::kLong),
+                    .sequence_score = at::zeros({1}, at::kFloat),
+                    .num_samples = 1,
+                    .num_groups = 1,
+                    .trained_tokens = n - 1,
+                    .tokens = n};
   batch.labels[0][0] = -100;
   return batch;
 }

@@ -266,9 +266,12 @@ TEST(Recipe, EnumsListTheAllowedValues) {
   };
   for (const Case& c : std::vector<Case>{
            {"model.dtype=float16", "'float16' is not one of auto|float32|bfloat16"},
-           {"data.template=chatml", "'chatml' is not one of llama2|llama3|plain"},
-           {"data.train.format=sharegpt", "'sharegpt' is not one of auto|messages|prompt_response"},
-           {"data.validation.format=x", "'x' is not one of auto|messages|prompt_response"},
+           {"data.template=chatml", "'chatml' is not one of llama2|llama3|plain|vicuna"},
+           {"data.train.format=fastchat",
+            "'fastchat' is not one of auto|messages|prompt_response|sharegpt|dromedary|sandbox_groups|preference"},
+           {"data.validation.format=x",
+            "'x' is not one of auto|messages|prompt_response|sharegpt|dromedary|sandbox_groups|preference"},
+           {"objective=ppo", "'ppo' is not one of sft|stable_alignment|dpo"},
            {"data.on_bad_line=warn", "'warn' is not one of error|skip"},
            {"training.on_nonfinite=ignore", "'ignore' is not one of skip|stop"},
            {"scheduler.name=linear", "'linear' is not one of cosine|constant"},

@@ -18,6 +18,11 @@ DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device) {
   out.position_ids = Row(batch.position_ids, device);
   out.cu_seqlens = at::tensor(batch.cu_seqlens, at::kLong);
   out.sample_index = at::tensor(batch.sample_index, at::kInt);
+  out.sequence_id = at::tensor(batch.sequence_id, at::kInt).to(at::kLong).to(device);
+  out.sequence_group = at::tensor(batch.sequence_group, at::kInt).to(at::kLong).to(device);
+  out.sequence_score = at::tensor(batch.sequence_score, at::kFloat).to(device);
+  out.num_samples = batch.num_samples;
+  out.num_groups = batch.num_groups;
   out.trained_tokens = batch.trained_tokens;
   out.tokens = out.sample_index.ge(0).sum().item<int64_t>();
   return out;

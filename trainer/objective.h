@@ -24,6 +24,12 @@ struct DeviceBatch {
   at::Tensor position_ids;  // [1, T] int64, restarting per sample
   at::Tensor cu_seqlens;    // [segments + 1] int64 (CPU: only boundaries are read)
   at::Tensor sample_index;  // [T] int32 (CPU), -1 for padding
+  // Sequences (samples) and the groups objectives compare them in (data/sft_data.h), on the device.
+  at::Tensor sequence_id;     // [T] int64: the token's sequence in this batch, -1 for padding
+  at::Tensor sequence_group;  // [num_samples] int64, non-decreasing
+  at::Tensor sequence_score;  // [num_samples] fp32
+  int64_t num_samples = 0;
+  int64_t num_groups = 0;
   int64_t trained_tokens = 0;
   int64_t tokens = 0;  // non-padding tokens
 };
@@ -32,14 +38,16 @@ DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device);
 
 struct LossOutput {
   at::Tensor loss_sum;  // fp32 scalar on the device, differentiable
-  std::vector<std::pair<std::string, double>> metrics;  // extra sums the objective wants logged
+  double token_nll_sum = 0.0;  // summed NLL of the trained tokens (evaluation reports it as perplexity)
+  // Extra sums the objective wants logged; like the loss, the loop divides them by the total denominator.
+  std::vector<std::pair<std::string, double>> metrics;
 };
 
 class Objective {
  public:
   virtual ~Objective() = default;
   virtual std::string name() const = 0;
-  // What the micro-batch's loss sum is normalised by (SFT: trained tokens).
+  // What the micro-batch's loss sum is normalised by (SFT: trained tokens; comparisons: groups).
   virtual int64_t Denominator(const DeviceBatch& batch) const = 0;
   virtual LossOutput Forward(LlamaForCausalLM& model, const DeviceBatch& batch) = 0;
 };

@@ -63,7 +63,7 @@ void AddDatasetFields(const std::string& prefix, DatasetRecipe Recipe::*dataset,
       {"content_field", &DatasetRecipe::content_field},   {"prompt_field", &DatasetRecipe::prompt_field},
       {"response_field", &DatasetRecipe::response_field}, {"system_field", &DatasetRecipe::system_field}};
   fields.push_back({prefix + ".path", &DatasetRecipe::path, std::move(path_rule), dataset});
-  fields.push_back({prefix + ".format", &DatasetRecipe::format, OneOf({"auto", "messages", "prompt_response"}),
+  fields.push_back({prefix + ".format", &DatasetRecipe::format, OneOf({"auto", "messages", "prompt_response", "sharegpt", "dromedary", "sandbox_groups", "preference"}),
                     dataset});
   for (const auto& [name, member] : kNames) fields.push_back({prefix + "." + name, member, NonEmpty(), dataset});
 }
@@ -88,11 +88,21 @@ const std::vector<Field>& Fields() {
     AddDatasetFields("data.train", &Recipe::train_data, NonEmpty(), *f);
     AddDatasetFields("data.validation", &Recipe::validation_data, {}, *f);
     f->insert(f->end(), {
-        {"data.template", &Recipe::chat_template, OneOf({"llama2", "llama3", "plain"})},
+        {"data.template", &Recipe::chat_template, OneOf({"llama2", "llama3", "plain", "vicuna"})},
         {"data.max_seq_len", &Recipe::max_seq_len, AtLeast(2)},  // one input and one target token
+        {"data.append_eos", &Recipe::append_eos},
+        {"data.meta_prompts", &Recipe::meta_prompts},
+        {"data.max_source_len", &Recipe::max_source_len, AtLeast(2)},
+        {"data.max_target_len", &Recipe::max_target_len, AtLeast(1)},
         {"data.packing", &Recipe::packing},
         {"data.shuffle", &Recipe::shuffle},
         {"data.on_bad_line", &Recipe::on_bad_line, OneOf({"error", "skip"})},
+        {"objective", &Recipe::objective, OneOf({"sft", "stable_alignment", "dpo"})},
+        {"stable_alignment.responses_per_query", &Recipe::responses_per_query, AtLeast(1)},
+        {"stable_alignment.rating_scale", &Recipe::rating_scale, Positive()},
+        {"stable_alignment.margin", &Recipe::margin, AtLeast(0)},
+        {"stable_alignment.ratio", &Recipe::ratio, AtLeast(0)},
+        {"dpo.beta", &Recipe::dpo_beta, Positive()},
         {"training.batch_size", &Recipe::batch_size, AtLeast(1)},
         {"training.gradient_accumulation_steps", &Recipe::gradient_accumulation_steps, AtLeast(1)},
         {"training.epochs", &Recipe::epochs, AtLeast(1)},
@@ -107,6 +117,7 @@ const std::vector<Field>& Fields() {
         {"optimizer.weight_decay", &Recipe::weight_decay, AtLeast(0)},
         {"scheduler.name", &Recipe::scheduler, OneOf({"cosine", "constant"})},
         {"scheduler.warmup_steps", &Recipe::warmup_steps, AtLeast(0)},
+        {"scheduler.warmup_ratio", &Recipe::warmup_ratio, UnitInterval()},
         {"scheduler.min_lr_ratio", &Recipe::min_lr_ratio, UnitInterval()},
         {"eval.every_steps", &Recipe::eval_every_steps, AtLeast(0)},
         {"eval.max_batches", &Recipe::eval_max_batches, AtLeast(0)},

@@ -15,7 +15,8 @@ namespace agora {
 
 struct DatasetRecipe {
   std::string path;          // a JSONL file; "" = none (only allowed for data.validation)
-  std::string format = "auto";  // auto | messages | prompt_response
+  // auto | messages | prompt_response | sharegpt | dromedary | sandbox_groups | preference (data/jsonl_dataset.h)
+  std::string format = "auto";
   // Field names in the file, for datasets whose keys differ from the defaults.
   std::string messages_field = "messages";
   std::string role_field = "role";
@@ -48,14 +49,27 @@ struct Recipe {
   // data.*
   DatasetRecipe train_data;           // data.train.*
   DatasetRecipe validation_data;      // data.validation.*
-  std::string chat_template = "llama2";  // data.template: llama2 | llama3 | plain
+  std::string chat_template = "llama2";  // data.template: llama2 | llama3 | plain | vicuna
   int64_t max_seq_len = 2048;         // data.max_seq_len
+  bool append_eos = false;            // data.append_eos: sandbox_groups responses end with EOS
+  std::string meta_prompts;           // data.meta_prompts: dromedary meta-prompt files, comma-separated
+  int64_t max_source_len = 512;       // data.max_source_len: dromedary source, its last tokens kept
+  int64_t max_target_len = 512;       // data.max_target_len: dromedary target, its first tokens kept
   bool packing = true;                // data.packing
   bool shuffle = true;                // data.shuffle
   std::string on_bad_line = "error";  // data.on_bad_line: error | skip
 
+  // What is optimised (trainer/objectives/): sft | stable_alignment | dpo.
+  std::string objective = "sft";
+  int64_t responses_per_query = 3;   // stable_alignment.responses_per_query: K responses drawn per query
+  double rating_scale = 7.0;         // stable_alignment.rating_scale
+  double margin = 1.0;               // stable_alignment.margin
+  double ratio = 0.2;                // stable_alignment.ratio: the weight of the ranking penalty (lambda)
+  double dpo_beta = 0.1;             // dpo.beta
+
   // training loop
-  int64_t batch_size = 1;                  // training.batch_size: sequences (rows of max_seq_len) per micro-batch
+  int64_t batch_size = 1;                  // training.batch_size: rows (of max_seq_len tokens, packed; or one
+                                           // record's sequences, padded) per micro-batch
   int64_t gradient_accumulation_steps = 1; // training.gradient_accumulation_steps
   int64_t epochs = 1;                      // training.epochs
   int64_t max_steps = 0;                   // training.max_steps: optimizer steps; 0 = run `epochs` epochs
@@ -74,6 +88,7 @@ struct Recipe {
   // scheduler.*
   std::string scheduler = "cosine";  // scheduler.name: cosine | constant
   int64_t warmup_steps = 0;          // scheduler.warmup_steps
+  double warmup_ratio = 0.0;         // scheduler.warmup_ratio: warm-up as a fraction of the steps (if steps = 0)
   double min_lr_ratio = 0.0;         // scheduler.min_lr_ratio: cosine floor as a fraction of lr
 
   // eval.*

@@ -1,6 +1,8 @@
 #include "trainer/sft_recipe.h"
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,11 +13,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
+#include "util/read_file.h"
 #include "data/tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/device_options.h"
 #include "models/lora.h"
+#include "trainer/objectives/dpo.h"
 #include "trainer/objectives/sft.h"
+#include "trainer/objectives/stable_alignment.h"
 #include "trainer/preemption.h"
 #include "trainer/rng_state.h"
 #include "util/atomic_file.h"
@@ -35,6 +42,16 @@ absl::StatusOr<SftDataOptions> DataOptions(const Recipe& recipe, const DatasetRe
   AGORA_ASSIGN_OR_RETURN(o.chat_template, ParseChatTemplateKind(recipe.chat_template));
   AGORA_ASSIGN_OR_RETURN(o.bad_lines, ParseBadLinePolicy(recipe.on_bad_line));
   o.max_seq_len = recipe.max_seq_len;
+  o.responses_per_query = recipe.responses_per_query;
+  o.append_eos = recipe.append_eos;
+  for (absl::string_view file : absl::StrSplit(recipe.meta_prompts, ',', absl::SkipWhitespace())) {
+    const std::string path(absl::StripAsciiWhitespace(file));
+    absl::StatusOr<std::string> text = ReadFile(path);
+    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("data.meta_prompts: ", text.status().message()));
+    o.meta_prompts.push_back(*std::move(text));
+  }
+  o.max_source_len = recipe.max_source_len;
+  o.max_target_len = recipe.max_target_len;
   o.batch_rows = recipe.batch_size;
   o.packing = recipe.packing;
   o.shuffle = train && recipe.shuffle;
@@ -43,16 +60,18 @@ absl::StatusOr<SftDataOptions> DataOptions(const Recipe& recipe, const DatasetRe
 }
 
 void Describe(RunLog& log, const std::string& what, const SftDataOptions& o, const SftDataStats& s) {
-  log.Info(absl::StrFormat("%s data %s: %d records -> %d samples, %d tokens, %d batches of %d x %d tokens (%s)",
-                           what, o.path.string(), s.records, s.samples, s.tokens, s.batches_per_epoch, o.batch_rows,
-                           o.max_seq_len, o.packing ? "packed" : "padded"));
+  log.Info(absl::StrFormat(
+      "%s data %s: %d records -> %d samples (%d sequences), %d tokens, %d batches of %d x %d tokens (%s)", what,
+      o.path.string(), s.records, s.samples, s.sequences, s.tokens, s.batches_per_epoch, o.batch_rows, o.max_seq_len,
+      o.packing ? "packed" : "padded"));
   // The truncation policy, stated where the user reads: long samples keep their beginning.
   if (s.truncated > 0)
-    log.Warning(absl::StrFormat("%s data: %d samples longer than data.max_seq_len=%d keep their first %d tokens",
-                                what, s.truncated, o.max_seq_len, o.max_seq_len));
+    log.Warning(absl::StrFormat("%s data: %d sequences cut (data.max_seq_len=%d keeps the first tokens; dromedary "
+                                "also data.max_source_len / max_target_len)",
+                                what, s.truncated, o.max_seq_len));
   if (s.dropped_untrained > 0)
-    log.Warning(absl::StrFormat("%s data: %d samples left out: no assistant token within data.max_seq_len", what,
-                                s.dropped_untrained));
+    log.Warning(absl::StrFormat("%s data: %d records left out: a sequence without trained token within "
+                                "data.max_seq_len", what, s.dropped_untrained));
   if (s.skipped_bad_lines > 0)
     log.Warning(absl::StrFormat("%s data: %d malformed lines skipped (data.on_bad_line=skip)", what,
                                 s.skipped_bad_lines));
@@ -101,6 +120,35 @@ absl::StatusOr<LoraConfig> SetUpLora(const Recipe& recipe, LlamaForCausalLM& mod
   config.targets = *targets;
   AGORA_RETURN_IF_ERROR(AddLora(model, config, at::make_generator<at::CPUGeneratorImpl>(recipe.seed)));
   return config;
+}
+
+// The recipe's objective, checked against the training file's format. DPO on a full fine-tune loads a second,
+// frozen copy of model.path as its reference.
+absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, RecordFormat format,
+                                                         const ModelOptions& model_options, RunLog& log) {
+  const std::map<std::string, RecordFormat> needs = {{"stable_alignment", RecordFormat::kSandboxGroups},
+                                                     {"dpo", RecordFormat::kPreference}};
+  const auto need = needs.find(recipe.objective);
+  if (need == needs.end() ? IsGroupFormat(format) : format != need->second)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "objective=", recipe.objective, " does not train on data.train (format ", RecordFormatName(format),
+        "): sft takes conversations or dromedary records, stable_alignment sandbox_groups, dpo preference"));
+  if (recipe.objective == "stable_alignment")
+    return std::make_unique<StableAlignmentObjective>(
+        StableAlignmentOptions{recipe.rating_scale, recipe.margin, recipe.ratio});
+  if (recipe.objective == "dpo") {
+    LlamaForCausalLM reference{nullptr};
+    if (recipe.lora_rank == 0) {
+      AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model_path, model_options));
+      reference = loaded.model;
+      for (auto& p : reference->parameters()) p.set_requires_grad(false);
+      reference->eval();
+      log.Info("dpo: full fine-tuning keeps a frozen copy of model.path as the reference model (one more model in "
+               "memory); LoRA runs use the base model with the adapters off instead");
+    }
+    return std::make_unique<DpoObjective>(recipe.dpo_beta, reference);
+  }
+  return std::make_unique<SftObjective>();
 }
 
 }  // namespace
@@ -205,7 +253,12 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   options.log_every_steps = recipe.log_every_steps;
   AGORA_ASSIGN_OR_RETURN(options.schedule.kind, ParseScheduleKind(recipe.scheduler));
   options.schedule.lr = recipe.lr;
-  options.schedule.warmup_steps = recipe.warmup_steps;
+  if (recipe.warmup_ratio > 0 && recipe.warmup_steps > 0)
+    return absl::InvalidArgumentError("set scheduler.warmup_steps or scheduler.warmup_ratio, not both");
+  options.schedule.warmup_steps =
+      recipe.warmup_ratio > 0
+          ? static_cast<int64_t>(std::ceil(recipe.warmup_ratio * static_cast<double>(options.total_steps)))
+          : recipe.warmup_steps;
   options.schedule.total_steps = options.total_steps;
   options.schedule.min_lr_ratio = recipe.min_lr_ratio;
   options.device = model_options.device;
@@ -213,9 +266,11 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
                             options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
                             batches_per_epoch, recipe.scheduler, recipe.lr));
 
-  SftObjective objective;
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Objective> objective,
+                         MakeObjective(recipe, train->format(), model_options, *log));
+  log->Info(absl::StrCat("objective ", objective->name()));
   model->train();  // LoRA dropout is active in training mode only; evaluation switches to eval() and back
-  LoopParts parts{model, &objective, &optimizer, train.get(), validation.get(), &checkpoints, log.get(),
+  LoopParts parts{model, objective.get(), &optimizer, train.get(), validation.get(), &checkpoints, log.get(),
                   metrics.get(), tensorboard.get()};
   InstallPreemptionHandlers();
   return RunTrainLoop(options, parts, state);

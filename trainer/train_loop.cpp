@@ -12,7 +12,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "trainer/objectives/sft.h"
 #include "trainer/preemption.h"
 #include "trainer/rng_state.h"
 #include "util/status_macros.h"
@@ -30,7 +29,21 @@ DataPosition Advance(DataPosition p, int64_t batches_per_epoch) {
   return p;
 }
 
-absl::Status Record(LoopParts& parts, const std::string& kind, int64_t step,
+// Adds `more` into `sums`, name by name (the objective reports the same names every micro-batch).
+void AddMetrics(std::vector<std::pair<std::string, double>>& sums,
+                const std::vector<std::pair<std::string, double>>& more) {
+  if (sums.empty()) {
+    sums = more;
+    return;
+  }
+  for (size_t i = 0; i < sums.size() && i < more.size(); ++i) sums[i].second += more[i].second;
+}
+
+void Normalise(std::vector<std::pair<std::string, double>>& sums, int64_t denominator) {
+  for (auto& [name, value] : sums) value /= static_cast<double>(std::max<int64_t>(denominator, 1));
+}
+
+absl::Status RecordMetrics(LoopParts& parts, const std::string& kind, int64_t step,
                     const std::vector<std::pair<std::string, double>>& values) {
   AGORA_RETURN_IF_ERROR(parts.metrics->Write(MetricsRecord{kind, step, values}));
   if (parts.tensorboard != nullptr) {
@@ -50,17 +63,21 @@ absl::Status SaveCheckpoint(LoopParts& parts, TrainerState& state, const std::st
 
 absl::Status RunEval(const LoopOptions& options, LoopParts& parts, const TrainerState& state) {
   if (parts.validation == nullptr) return absl::OkStatus();
-  AGORA_ASSIGN_OR_RETURN(EvalResult eval,
-                         Evaluate(parts.model, *parts.validation, options.eval_max_batches, options.device));
-  parts.log->Info(absl::StrFormat("eval at step %d: loss %.4f, perplexity %.3f (%d tokens)", state.step, eval.loss,
-                                  eval.perplexity, eval.trained_tokens));
-  return Record(parts, "eval", state.step, {{"loss", eval.loss}, {"perplexity", eval.perplexity}});
+  AGORA_ASSIGN_OR_RETURN(EvalResult eval, Evaluate(parts.model, *parts.objective, *parts.validation,
+                                                    options.eval_max_batches, options.device));
+  std::string extra;
+  for (const auto& [name, value] : eval.metrics) absl::StrAppend(&extra, ", ", name, " ", absl::StrFormat("%.4f", value));
+  parts.log->Info(absl::StrFormat("eval at step %d: loss %.4f, perplexity %.3f (%d tokens)%s", state.step, eval.loss,
+                                  eval.perplexity, eval.trained_tokens, extra));
+  std::vector<std::pair<std::string, double>> values = {{"loss", eval.loss}, {"perplexity", eval.perplexity}};
+  values.insert(values.end(), eval.metrics.begin(), eval.metrics.end());
+  return RecordMetrics(parts, "eval", state.step, values);
 }
 
 }  // namespace
 
-absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader& data, int64_t max_batches,
-                                    const at::Device& device) {
+absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const SftDataLoader& data,
+                                    int64_t max_batches, const at::Device& device) {
   at::NoGradGuard no_grad;
   // Evaluation mode (no dropout) for the duration; the training mode the caller had comes back afterwards.
   const bool was_training = model->is_training();
@@ -72,17 +89,25 @@ absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader
   } restore{model, was_training};
   const int64_t batches = max_batches > 0 ? std::min(max_batches, data.stats().batches_per_epoch)
                                           : data.stats().batches_per_epoch;
-  double nll = 0.0;
-  int64_t tokens = 0;
+  double loss_sum = 0.0, nll = 0.0;
+  int64_t tokens = 0, denominator = 0;
+  EvalResult result;
   for (int64_t b = 0; b < batches; ++b) {
     AGORA_ASSIGN_OR_RETURN(PackedBatch batch, data.Get({0, b}));
     DeviceBatch device_batch = ToDevice(batch, device);
-    nll += PackedTokenNll(model, device_batch).sum().item<double>();
+    LossOutput out = objective.Forward(model, device_batch);
+    loss_sum += out.loss_sum.item<double>();
+    nll += out.token_nll_sum;
+    AddMetrics(result.metrics, out.metrics);
     tokens += device_batch.trained_tokens;
+    denominator += objective.Denominator(device_batch);
   }
   if (tokens == 0) return absl::FailedPreconditionError("validation data has no trained token");
-  const double loss = nll / static_cast<double>(tokens);
-  return EvalResult{loss, std::exp(loss), tokens};
+  result.loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+  result.perplexity = std::exp(nll / static_cast<double>(tokens));
+  result.trained_tokens = tokens;
+  Normalise(result.metrics, denominator);
+  return result;
 }
 
 absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& parts, TrainerState& state) {
@@ -109,13 +134,16 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       tokens += micro.back().tokens;
     }
     double loss_sum = 0.0;
+    std::vector<std::pair<std::string, double>> objective_metrics;
     for (const DeviceBatch& batch : micro) {
       LossOutput out = parts.objective->Forward(parts.model, batch);
       at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
       loss.backward();
       parts.optimizer->AccumulateGradients();
       loss_sum += out.loss_sum.item<double>();
+      AddMetrics(objective_metrics, out.metrics);
     }
+    Normalise(objective_metrics, denominator);
     const double loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
     const double grad_norm = parts.optimizer->GradientNorm();
 
@@ -143,14 +171,16 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       const double tokens_per_second = static_cast<double>(tokens) / seconds;
       parts.log->Step(StepReport{state.step, options.total_steps, state.data.epoch, loss, lr, grad_norm,
                                  tokens_per_second, Seconds(run_start), first_step});
-      AGORA_RETURN_IF_ERROR(Record(parts, "train", state.step,
-                                   {{"loss", loss},
-                                    {"lr", lr},
-                                    {"grad_norm", grad_norm},
-                                    {"tokens_per_second", tokens_per_second},
-                                    {"trained_tokens", static_cast<double>(state.trained_tokens)},
-                                    {"epoch", epoch},
-                                    {"skipped", finite ? 0.0 : 1.0}}));
+      std::vector<std::pair<std::string, double>> values = {
+          {"loss", loss},
+          {"lr", lr},
+          {"grad_norm", grad_norm},
+          {"tokens_per_second", tokens_per_second},
+          {"trained_tokens", static_cast<double>(state.trained_tokens)},
+          {"epoch", epoch},
+          {"skipped", finite ? 0.0 : 1.0}};
+      values.insert(values.end(), objective_metrics.begin(), objective_metrics.end());
+      AGORA_RETURN_IF_ERROR(RecordMetrics(parts, "train", state.step, values));
     }
     if (options.eval_every_steps > 0 && state.step % options.eval_every_steps == 0 &&
         state.step < options.total_steps)

@@ -57,12 +57,13 @@ enum class LoopEnd {
 absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& parts, TrainerState& state);
 
 struct EvalResult {
-  double loss = 0.0;        // mean NLL per trained token
-  double perplexity = 0.0;  // exp(loss)
+  double loss = 0.0;        // the objective's loss (SFT: mean NLL per trained token)
+  double perplexity = 0.0;  // exp(mean NLL per trained token)
   int64_t trained_tokens = 0;
+  std::vector<std::pair<std::string, double>> metrics;  // the objective's, per denominator unit
 };
-// Validation loss over the first `max_batches` batches of epoch 0 (all when 0), without gradients.
-absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, const SftDataLoader& data, int64_t max_batches,
-                                    const at::Device& device);
+// Validation over the first `max_batches` batches of epoch 0 (all when 0), without gradients, in eval mode.
+absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const SftDataLoader& data,
+                                    int64_t max_batches, const at::Device& device);
 
 }  // namespace agora

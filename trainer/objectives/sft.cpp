@@ -19,7 +19,8 @@ at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch) {
 }
 
 LossOutput SftObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& batch) {
-  return LossOutput{PackedTokenNll(model, batch).sum(), {}};
+  at::Tensor loss_sum = PackedTokenNll(model, batch).sum();
+  return LossOutput{loss_sum, loss_sum.item<double>(), {}};
 }
 
 }  // namespace agora

@@ -1,0 +1,29 @@
+// Per-sequence sums of token negative log-likelihoods: what objectives that compare whole sequences build on
+// (Stable Alignment's per-response mean cross-entropy, DPO's sequence log-probabilities). They come from the
+// per-token NLL of the loss path (PackedTokenNll), so whichever kernel computes that one — torch's cross-entropy
+// or the fused head+loss kernel — supplies these too.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "trainer/objective.h"
+
+namespace agora {
+
+struct SequenceNll {
+  at::Tensor sum;    // [num_samples], token_nll's dtype: the summed NLL of each sequence's trained tokens
+  at::Tensor count;  // [num_samples]: its number of trained tokens
+};
+
+// token_nll: [T] fp32, 0 where untrained (PackedTokenNll). Every sequence of `batch` gets its sums.
+SequenceNll PerSequenceNll(const at::Tensor& token_nll, const DeviceBatch& batch);
+
+// Lays per-sequence values [num_samples] out by group: [num_groups, K] with K the largest group of the batch,
+// `fill` where a group has fewer sequences; `valid` [num_groups, K] bool marks the real entries.
+struct GroupedValues {
+  at::Tensor values;
+  at::Tensor valid;
+};
+GroupedValues ByGroup(const at::Tensor& per_sequence, const DeviceBatch& batch, double fill);
+
+}  // namespace agora

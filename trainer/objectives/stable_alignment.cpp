@@ -1,0 +1,36 @@
+#include "trainer/objectives/stable_alignment.h"
+
+#include <ATen/ATen.h>
+
+#include "trainer/objectives/sequence_nll.h"
+#include "trainer/objectives/sft.h"
+
+namespace agora {
+
+LossOutput StableAlignmentObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& batch) {
+  at::Tensor token_nll = PackedTokenNll(model, batch);
+  SequenceNll nll = PerSequenceNll(token_nll, batch);
+  GroupedValues ce = ByGroup(nll.sum / nll.count, batch, 0.0);
+  GroupedValues scores = ByGroup(batch.sequence_score, batch, 0.0);
+  at::Tensor penalty;
+  at::Tensor loss = StableAlignmentLoss(ce.values, scores.values, ce.valid, options_, &penalty);
+
+  // nll_gap: how much less likely the other responses are than the best one, per query.
+  at::Tensor loss_sum = loss.sum();
+  at::NoGradGuard no_grad;
+  at::Tensor rated = at::where(ce.valid, scores.values, -std::numeric_limits<double>::infinity());
+  at::Tensor best = rated.argmax(1, /*keepdim=*/true);
+  at::Tensor others = ce.valid.clone().scatter_(1, best, false);
+  at::Tensor n_others = others.sum(1);
+  at::Tensor mean_others =
+      at::where(others, ce.values, at::zeros_like(ce.values)).sum(1) / n_others.clamp_min(1).to(at::kFloat);
+  at::Tensor gap = at::where(n_others.gt(0), mean_others - ce.values.gather(1, best).squeeze(1),
+                             at::zeros_like(mean_others));
+  return LossOutput{loss_sum,
+                    token_nll.sum().item<double>(),
+                    {{"ce_best", ce.values.gather(1, best).sum().item<double>()},
+                     {"penalty", penalty.sum().item<double>()},
+                     {"nll_gap", gap.sum().item<double>()}}};
+}
+
+}  // namespace agora
