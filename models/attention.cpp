@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/attention/flash_attention.h"
+
 namespace agora {
 
 at::Tensor MaterializeMask(const AttentionMask& mask, int64_t batch, int64_t s_q, int64_t s_k,
@@ -34,11 +36,16 @@ at::Tensor MaterializeMask(const AttentionMask& mask, int64_t batch, int64_t s_q
 }
 
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
-                     double scale) {
+                     double scale, AttentionBackend backend) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "Attention: q, k, v must be [B, H, S, D]");
   TORCH_CHECK(q.size(1) % k.size(1) == 0, "Attention: query heads (", q.size(1),
               ") must be a multiple of key/value heads (", k.size(1), ")");
   const int64_t batch = q.size(0), s_q = q.size(2), s_k = k.size(2);
+  // Agora's flash kernels: self-attention over whole samples (causal or full, packed or not).
+  if (backend == AttentionBackend::kAgora && mask.query_offset == 0 && !mask.key_valid.defined() &&
+      (!mask.cu_seqlens.defined() || batch == 1) && kernels::FlashAttentionSupports(q, k, v)) {
+    return kernels::FlashAttention(q, k, v, mask.cu_seqlens, mask.causal, scale);
+  }
   const bool gqa = q.size(1) != k.size(1);
   // The plain causal square case needs no mask tensor: let SDPA pick its fastest kernel.
   const bool plain_causal = mask.causal && mask.query_offset == 0 && s_q == s_k && !mask.key_valid.defined() &&
@@ -49,7 +56,7 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   }
   // Packed samples in training (one row, no cache): attend within each sample with the plain causal kernel,
   // sample by sample, instead of materialising a [T, T] block-diagonal mask (T = all tokens of the batch, which
-  // is quadratic in the batch rather than in the sample). Agora's varlen CUDA kernel replaces this loop later.
+  // is quadratic in the batch rather than in the sample). On CUDA, Agora's varlen kernel above does this in one launch.
   if (mask.causal && mask.cu_seqlens.defined() && mask.query_offset == 0 && s_q == s_k &&
       !mask.key_valid.defined()) {
     TORCH_CHECK(batch == 1, "Attention: cu_seqlens (packed samples) needs batch 1, got ", batch);

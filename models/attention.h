@@ -1,5 +1,5 @@
-// The one attention entry point of the Llama layers. Every backend (torch SDPA now, Agora's CUDA kernels later)
-// sits behind Attention(); callers describe the mask, they never build it.
+// The one attention entry point of the Llama layers. Every backend (torch SDPA, Agora's CUDA flash kernels in
+// kernels/attention) sits behind Attention(); callers describe the mask, they never build it.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,10 +17,19 @@ struct AttentionMask {
   at::Tensor cu_seqlens;
 };
 
+// Which implementation computes attention (recipe key model.attention).
+enum class AttentionBackend {
+  // Agora's flash kernels (kernels/attention/flash_attention.h) where they apply: CUDA, bf16/fp16, head dim 64 or
+  // 128, self-attention without a cache or padding mask (training and prefill, packed samples included). Every
+  // other case (the CPU, fp32, other head dims, decoding with a KV cache, padded batches) runs torch SDPA.
+  kAgora,
+  kSdpa,  // torch SDPA everywhere
+};
+
 // q: [B, Hq, S_q, D]; k, v: [B, Hkv, S_k, D] with Hq a multiple of Hkv (grouped-query attention: K/V heads are
 // shared by Hq/Hkv query heads, never materialised repeated). Returns [B, Hq, S_q, D] in q's dtype.
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
-                     double scale);
+                     double scale, AttentionBackend backend = AttentionBackend::kAgora);
 
 // The boolean mask [B, 1, S_q, S_k] (true = may attend) that `mask` describes; exposed for tests and for
 // backends that take an explicit mask.

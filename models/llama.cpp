@@ -61,7 +61,8 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const LayerContext& 
   q = ApplyRope(q, context.cos, context.sin);
   k = ApplyRope(k, context.cos, context.sin);
   if (context.cache != nullptr) std::tie(k, v) = context.cache->Append(layer_index_, k, v);
-  at::Tensor out = Attention(q, k, v, context.mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  at::Tensor out = Attention(q, k, v, context.mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
+                             context.attention_backend);
   return o_proj->forward(out.transpose(1, 2).reshape({batch, seq, num_heads_ * head_dim_}));
 }
 
@@ -106,6 +107,7 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   std::tie(context.cos, context.sin) = RopeCosSin(inv_freq_, position_ids, h.scalar_type());
   context.mask = mask;
   context.cache = cache;
+  context.attention_backend = attention_backend;
   if (cache != nullptr) context.mask.query_offset = cache->length();
   // Checkpointing only pays where a graph is being recorded; decoding with a cache never trains.
   const bool checkpoint = activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;

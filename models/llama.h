@@ -57,6 +57,7 @@ struct LayerContext {
   at::Tensor cos, sin;  // [B, S, head_dim]
   AttentionMask mask;
   KVCache* cache = nullptr;
+  AttentionBackend attention_backend = AttentionBackend::kAgora;
 };
 
 class LlamaAttentionImpl : public torch::nn::Module {
@@ -102,6 +103,7 @@ class LlamaModelImpl : public torch::nn::Module {
   // Recompute each decoder layer's activations in backward instead of keeping them (training memory ~ one layer
   // of activations plus the layer inputs, for about one extra forward of compute).
   bool activation_checkpointing = false;
+  AttentionBackend attention_backend = AttentionBackend::kAgora;  // recipe key model.attention
 
  private:
   LlamaConfig config_;

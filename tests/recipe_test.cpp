@@ -266,6 +266,7 @@ TEST(Recipe, EnumsListTheAllowedValues) {
   };
   for (const Case& c : std::vector<Case>{
            {"model.dtype=float16", "'float16' is not one of auto|float32|bfloat16"},
+           {"model.attention=flash", "'flash' is not one of agora|sdpa"},
            {"data.template=chatml", "'chatml' is not one of llama2|llama3|plain|vicuna"},
            {"data.train.format=fastchat",
             "'fastchat' is not one of auto|messages|prompt_response|sharegpt|dromedary|sandbox_groups|preference"},
@@ -313,13 +314,14 @@ TEST(Recipe, OverridesApplyInOrderIntoNestedSections) {
       Parse(std::string(kMinimal) + "optimizer:\n  lr: 1e-3\ntraining:\n  batch_size: 0\n",
             {"optimizer.lr=1e-4", "optimizer.lr=5e-5", "data.validation.path=v.jsonl",
              "data.train.messages_field=conversations", "model.activation_checkpointing=true",
-             "training.batch_size=2",  // fixes the file's invalid 0: ranges are checked after every override
+             "model.attention=sdpa", "training.batch_size=2",  // fixes the file's invalid 0: ranges are checked after every override
              "model.path='/models/a b: c'", " seed =7"});
   ASSERT_TRUE(recipe.ok()) << recipe.status();
   EXPECT_EQ(recipe->lr, 5e-5);
   EXPECT_EQ(recipe->validation_data.path, "v.jsonl");
   EXPECT_EQ(recipe->train_data.messages_field, "conversations");
   EXPECT_TRUE(recipe->activation_checkpointing);
+  EXPECT_EQ(recipe->attention, "sdpa");
   EXPECT_EQ(recipe->batch_size, 2);
   EXPECT_EQ(recipe->model_path, "/models/a b: c");
   EXPECT_EQ(recipe->seed, 7);

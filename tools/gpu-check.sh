@@ -29,4 +29,9 @@ status=${PIPESTATUS[0]}
 if [[ $status -ne 0 ]]; then echo "gpu-check: build failed (see build.log)"; exit "$status"; fi
 readelf -d "$root/build-gpu/agora" | grep -E 'NEEDED' > "$out/needed.txt"
 cd "$root/build-gpu" && ctest --output-on-failure -j 4 2>&1 | tee "$out/ctest.log" | tail -40
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+
+# Attention kernels (issue 7): compute-sanitizer on a small case, then the benchmark sweep (JSON in $out).
+"$root/tools/gpu-check-attention.sh" "$root/build-gpu" "$out" || status=1
+
+exit "$status"

@@ -75,6 +75,7 @@ const std::vector<Field>& Fields() {
         {"model.path", &Recipe::model_path, NonEmpty()},
         {"model.dtype", &Recipe::model_dtype, OneOf({"auto", "float32", "bfloat16"})},
         {"model.activation_checkpointing", &Recipe::activation_checkpointing},
+        {"model.attention", &Recipe::attention, OneOf({"agora", "sdpa"})},
         {"lora.rank", &Recipe::lora_rank, AtLeast(0)},
         {"lora.alpha", &Recipe::lora_alpha, Positive()},
         {"lora.dropout", &Recipe::lora_dropout, {.min = 0, .max = 1, .max_exclusive = true}},

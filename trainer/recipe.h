@@ -33,6 +33,7 @@ struct Recipe {
   std::string model_path;             // HF folder: config.json, safetensors, tokenizer
   std::string model_dtype = "auto";   // auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
   bool activation_checkpointing = false;
+  std::string attention = "agora";    // model.attention: agora (Agora's flash kernels on CUDA) | sdpa (torch SDPA)
 
   // lora.* (models/lora.h): rank 0 trains every weight; rank >= 1 freezes the model and trains adapters.
   int64_t lora_rank = 0;

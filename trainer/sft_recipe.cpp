@@ -195,6 +195,7 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
   model->model->activation_checkpointing = recipe.activation_checkpointing;
+  model->model->attention_backend = recipe.attention == "sdpa" ? AttentionBackend::kSdpa : AttentionBackend::kAgora;
   std::optional<LoraConfig> lora_config;
   if (lora) {
     AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));
