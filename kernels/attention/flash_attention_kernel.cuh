@@ -16,6 +16,10 @@
 // Shared-memory tiles are row-major with rows padded by 8 elements: a warp's fragment loads then touch 32
 // distinct banks (row stride D + 8 halves = (D/2 + 4) words, so rows g = 0..7 start 4 banks apart).
 //
+// The kernel lab also runs this header on the CPU (flash_attention_emulation_test.cpp, AGORA_FLASH_EMULATE): one
+// std::thread per CUDA thread, barriers for __syncthreads and the warp collectives, and an mma that assembles the
+// fragments by the PTX layout above. That checks every index of the mapping without a GPU.
+//
 // What v1 does not do yet (see NOTES.md "versions"): ldmatrix, cp.async double-buffering of K/V tiles, swizzled
 // layouts, wgmma/TMA on sm_90a, skipping the mask arithmetic on interior tiles.
 #pragma once
@@ -53,11 +57,15 @@ struct ElementTraits<Element::kBFloat16> {
   static __device__ __forceinline__ float ToFloat(T x) { return __bfloat162float(x); }
   // c += a b with a 16x16 (4 regs), b 16x8 (2 regs), c 16x8 fp32 (4 regs).
   static __device__ __forceinline__ void Mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef AGORA_FLASH_EMULATE
+    EmulatedMma<T>(c, a, b);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
   }
 };
 
@@ -72,11 +80,15 @@ struct ElementTraits<Element::kFloat16> {
   }
   static __device__ __forceinline__ float ToFloat(T x) { return __half2float(x); }
   static __device__ __forceinline__ void Mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef AGORA_FLASH_EMULATE
+    EmulatedMma<T>(c, a, b);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
   }
 };
 
@@ -478,6 +490,16 @@ cudaError_t AllowSharedMemory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
+// Forward: (query tiles of the longest sample, query heads, batch x samples).
+inline dim3 ForwardGrid(const FlashAttentionParams& p) {
+  return dim3((p.max_seqlen + kFwdQueryTile - 1) / kFwdQueryTile, p.heads_q, p.batch * p.num_samples);
+}
+
+// Backward: (key tiles of the longest sample, key/value heads, batch x samples).
+inline dim3 BackwardGrid(const FlashAttentionParams& p) {
+  return dim3((p.max_seqlen + kBwdKeyTile - 1) / kBwdKeyTile, p.heads_kv, p.batch * p.num_samples);
+}
+
 inline int RowBlocks(int64_t rows, int per_block) {
   const int64_t blocks = (rows + per_block - 1) / per_block;
   return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);
@@ -485,11 +507,12 @@ inline int RowBlocks(int64_t rows, int per_block) {
 
 }  // namespace flash
 
+#ifndef AGORA_FLASH_EMULATE  // the lab's warp emulator (flash_attention_emulation_test.cpp) runs the kernels itself
 template <Element E, int HeadDim>
 cudaError_t LaunchFlashForward(const FlashAttentionParams& p, cudaStream_t stream) {
   using T = typename flash::ElementTraits<E>::T;
   const size_t smem = sizeof(T) * (kFwdQueryTile + 2 * kFwdKeyTile) * (HeadDim + flash::kPad);
-  const dim3 grid((p.max_seqlen + kFwdQueryTile - 1) / kFwdQueryTile, p.heads_q, p.batch * p.num_samples);
+  const dim3 grid = flash::ForwardGrid(p);
   auto kernel = p.causal ? flash::FlashForwardKernel<E, HeadDim, true> : flash::FlashForwardKernel<E, HeadDim, false>;
   if (cudaError_t e = flash::AllowSharedMemory(kernel, smem); e != cudaSuccess) return e;
   kernel<<<grid, flash::kThreads, smem, stream>>>(p);
@@ -506,7 +529,7 @@ cudaError_t LaunchFlashBackward(const FlashAttentionParams& p, cudaStream_t stre
   const size_t smem = sizeof(T) * ((2 * kBwdKeyTile + 2 * kBwdQueryTile) * (HeadDim + flash::kPad) +
                                    kBwdKeyTile * (kBwdQueryTile + flash::kPad)) +
                       sizeof(float) * 2 * kBwdQueryTile;
-  const dim3 grid((p.max_seqlen + kBwdKeyTile - 1) / kBwdKeyTile, p.heads_kv, p.batch * p.num_samples);
+  const dim3 grid = flash::BackwardGrid(p);
   auto kernel = p.causal ? flash::FlashBackwardKernel<E, HeadDim, true> : flash::FlashBackwardKernel<E, HeadDim, false>;
   if (cudaError_t e = flash::AllowSharedMemory(kernel, smem); e != cudaSuccess) return e;
   kernel<<<grid, flash::kThreads, smem, stream>>>(p);
@@ -516,5 +539,6 @@ cudaError_t LaunchFlashBackward(const FlashAttentionParams& p, cudaStream_t stre
       <<<flash::RowBlocks(rows * HeadDim, flash::kThreads), flash::kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
+#endif
 
 }  // namespace agora::kernels
