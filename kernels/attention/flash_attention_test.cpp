@@ -10,6 +10,7 @@
 #include "kernels/attention/attention_test_reference.h"
 #include "kernels/attention/flash_attention.h"
 #include "models/attention.h"
+#include "models/llama.h"
 #include "tests/test_util.h"
 
 namespace agora::kernels {
@@ -93,6 +94,51 @@ TEST(FlashAttentionCuda, AutogradThroughTheEntryPoint) {
   // The same call with the kernels' direct API gives the same bits: the entry point did use them.
   at::Tensor direct = FlashAttention(Heads(x.q), Heads(x.k), Heads(x.v), mask.cu_seqlens, true, scale);
   EXPECT_TRUE(at::equal(out.detach(), direct));
+}
+
+// The wiring inside the model: a bf16 Llama with head dim 64 on a packed batch gives the same hidden states and
+// gradients with model.attention=agora as with sdpa. Both are bf16 computations (each checked against float64
+// above), so the bound is loose: a wiring error (layout, positions, samples, GQA) is an O(1) difference.
+TEST(FlashAttentionCuda, LlamaWithAgoraAttentionMatchesSdpa) {
+  AGORA_SKIP_WITHOUT_CUDA();
+  LlamaConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.max_position_embeddings = 512;
+  LlamaForCausalLM model(c, ModelOptions{at::kBFloat16, at::kCUDA});
+  at::manual_seed(9);
+  {
+    at::NoGradGuard no_grad;
+    for (at::Tensor p : model->parameters()) p.dim() == 1 ? p.fill_(1.0) : p.normal_(0.0, 0.05);
+  }
+  const std::vector<int64_t> cu = {0, 50, 130, 200};
+  at::Tensor ids = at::randint(c.vocab_size, {1, 200}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA));
+  at::Tensor positions = at::cat({at::arange(50), at::arange(80), at::arange(70)}).view({1, 200}).to(at::kCUDA);
+  AttentionMask mask;
+  mask.cu_seqlens = at::tensor(cu, at::kLong);
+  at::Tensor weights = at::randn({1, 200, c.hidden_size}, at::TensorOptions().device(at::kCUDA));
+
+  auto run = [&](AttentionBackend backend) {
+    model->model->attention_backend = backend;
+    model->zero_grad();
+    at::Tensor hidden = model->forward(ids, positions, mask);
+    (hidden.to(at::kFloat) * weights).sum().backward();
+    std::vector<at::Tensor> grads;
+    for (const at::Tensor& p : model->parameters()) grads.push_back(p.grad().clone());
+    return std::pair{hidden.detach(), grads};
+  };
+  for (at::Tensor p : model->parameters()) p.set_requires_grad(true);
+  auto [agora_hidden, agora_grads] = run(AttentionBackend::kAgora);
+  auto [sdpa_hidden, sdpa_grads] = run(AttentionBackend::kSdpa);
+  EXPECT_LE(testing::RelativeError(agora_hidden, sdpa_hidden), 5e-2);
+  const auto names = model->named_parameters().keys();
+  for (size_t i = 0; i < agora_grads.size(); ++i)
+    EXPECT_LE(testing::RelativeError(agora_grads[i], sdpa_grads[i]), 5e-2) << names[i];
 }
 
 TEST(FlashAttentionCuda, RejectsBadSampleOffsets) {
