@@ -122,6 +122,10 @@ absl::StatusOr<LoraConfig> SetUpLora(const Recipe& recipe, LlamaForCausalLM& mod
   return config;
 }
 
+AttentionBackend AttentionBackendOf(const Recipe& recipe) {
+  return recipe.attention == "sdpa" ? AttentionBackend::kSdpa : AttentionBackend::kAgora;
+}
+
 // The recipe's objective, checked against the training file's format. DPO on a full fine-tune loads a second,
 // frozen copy of model.path as its reference.
 absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, RecordFormat format,
@@ -141,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
     if (recipe.lora_rank == 0) {
       AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model_path, model_options));
       reference = loaded.model;
+      reference->model->attention_backend = AttentionBackendOf(recipe);
       for (auto& p : reference->parameters()) p.set_requires_grad(false);
       reference->eval();
       log.Info("dpo: full fine-tuning keeps a frozen copy of model.path as the reference model (one more model in "
@@ -195,7 +200,7 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
   model->model->activation_checkpointing = recipe.activation_checkpointing;
-  model->model->attention_backend = recipe.attention == "sdpa" ? AttentionBackend::kSdpa : AttentionBackend::kAgora;
+  model->model->attention_backend = AttentionBackendOf(recipe);
   std::optional<LoraConfig> lora_config;
   if (lora) {
     AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));
