@@ -344,6 +344,7 @@ Recipe EveryFieldChanged() {
   r.model_dtype = "bfloat16";
   r.activation_checkpointing = true;
   r.device = "cuda:3";
+  r.loss = "fused";
   r.seed = 42;
   r.output_dir = "null";
   r.train_data = {"~", "messages", "m", "r", "c", "p", "a", "s"};

@@ -29,4 +29,10 @@ status=${PIPESTATUS[0]}
 if [[ $status -ne 0 ]]; then echo "gpu-check: build failed (see build.log)"; exit "$status"; fi
 readelf -d "$root/build-gpu/agora" | grep -E 'NEEDED' > "$out/needed.txt"
 cd "$root/build-gpu" && ctest --output-on-failure -j 4 2>&1 | tee "$out/ctest.log" | tail -40
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+
+# Benchmarks (one GPU, run one after another). Results go to $out; commit the JSON under benchmarks/results/.
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+"$root/build-gpu/benchmarks/linear_cross_entropy_bench" --commit "$commit" --json "$out/linear_cross_entropy.json" 2>&1 |
+  tee "$out/linear_cross_entropy_bench.txt"
+exit "$status"

@@ -195,6 +195,11 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
   model->model->activation_checkpointing = recipe.activation_checkpointing;
+  // loss=auto fuses the head with the loss on CUDA; loss=fused on the CPU runs the same vocabulary tiles in ATen.
+  const bool fused_loss = recipe.loss == "fused" || (recipe.loss == "auto" && model_options.device.is_cuda());
+  model->head_loss = fused_loss ? HeadLoss::kFused : HeadLoss::kTorch;
+  log->Info(fused_loss ? "loss: fused head + cross-entropy (kernels/loss), no [tokens, vocab] logits"
+                       : "loss: torch (logits, then cross-entropy)");
   std::optional<LoraConfig> lora_config;
   if (lora) {
     AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));
