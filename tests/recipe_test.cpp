@@ -216,7 +216,7 @@ TEST(Recipe, UnknownKeysSuggestTheClosest) {
   EXPECT_THAT(ErrorOf(Parse(std::string(kMinimal) + "training:\n  lr: 1e-4\n")),
               HasSubstr("unknown key 'training.lr' (did you mean 'optimizer.lr'?)"));
   EXPECT_THAT(ErrorOf(Parse(std::string(kMinimal) + "wandb: true\n")),
-              HasSubstr("unknown key 'wandb' (known keys at the top level: model, lora, device, seed, output_dir, data,"));
+              HasSubstr("unknown key 'wandb' (known keys at the top level: model, lora, device, loss, seed, output_dir, data,"));
   EXPECT_THAT(ErrorOf(Parse(kMinimal, {"optimiser.lr=1e-4"})),
               HasSubstr("override 'optimiser.lr=1e-4': unknown key 'optimiser.lr' (did you mean 'optimizer.lr'?)"));
 }

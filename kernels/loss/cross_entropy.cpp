@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/DeviceGuard.h>
