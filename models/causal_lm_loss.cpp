@@ -2,7 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/loss/cross_entropy.h"
+
 namespace agora {
+
+static_assert(kIgnoreIndex == loss::kIgnoreIndex);
 
 at::Tensor TokenNll(const at::Tensor& logits, const at::Tensor& targets) {
   // At least fp32 (bf16/fp16 logits are promoted); float64 stays float64, for gradient checks.
@@ -17,6 +21,11 @@ at::Tensor CausalLmLoss(const at::Tensor& logits, const at::Tensor& labels) {
   at::Tensor nll = TokenNll(logits, targets);
   at::Tensor trained = targets.ne(kIgnoreIndex).sum();
   return nll.sum() / trained;
+}
+
+at::Tensor HeadTokenNll(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets, HeadLoss how) {
+  if (how == HeadLoss::kFused) return loss::LinearCrossEntropy(hidden, weight, targets).loss;
+  return TokenNll(at::linear(hidden, weight), targets);
 }
 
 }  // namespace agora

@@ -7,6 +7,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "models/attention.h"
+#include "models/causal_lm_loss.h"
 #include "models/config.h"
 #include "models/kv_cache.h"
 
@@ -122,6 +123,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // The output projection: lm_head.weight, or the embedding matrix when tie_word_embeddings.
   const at::Tensor& head_weight() const;
   at::Tensor Logits(const at::Tensor& hidden) const;
+  // How training turns hidden states into per-token NLL (HeadTokenNll; set from the recipe's `loss` key).
+  HeadLoss head_loss = HeadLoss::kTorch;
 
   const LlamaConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }

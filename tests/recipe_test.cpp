@@ -216,7 +216,7 @@ TEST(Recipe, UnknownKeysSuggestTheClosest) {
   EXPECT_THAT(ErrorOf(Parse(std::string(kMinimal) + "training:\n  lr: 1e-4\n")),
               HasSubstr("unknown key 'training.lr' (did you mean 'optimizer.lr'?)"));
   EXPECT_THAT(ErrorOf(Parse(std::string(kMinimal) + "wandb: true\n")),
-              HasSubstr("unknown key 'wandb' (known keys at the top level: model, lora, device, seed, output_dir, data,"));
+              HasSubstr("unknown key 'wandb' (known keys at the top level: model, lora, device, loss, seed, output_dir, data,"));
   EXPECT_THAT(ErrorOf(Parse(kMinimal, {"optimiser.lr=1e-4"})),
               HasSubstr("override 'optimiser.lr=1e-4': unknown key 'optimiser.lr' (did you mean 'optimizer.lr'?)"));
 }
@@ -346,6 +346,7 @@ Recipe EveryFieldChanged() {
   r.model_dtype = "bfloat16";
   r.activation_checkpointing = true;
   r.device = "cuda:3";
+  r.loss = "fused";
   r.seed = 42;
   r.output_dir = "null";
   r.train_data = {"~", "messages", "m", "r", "c", "p", "a", "s"};

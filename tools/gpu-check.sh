@@ -34,4 +34,18 @@ status=${PIPESTATUS[0]}
 # Attention kernels (issue 7): compute-sanitizer on a small case, then the benchmark sweep (JSON in $out).
 "$root/tools/gpu-check-attention.sh" "$root/build-gpu" "$out" || status=1
 
+# The loss kernels under compute-sanitizer (out-of-bounds accesses; shared-memory races in the row reductions).
+if sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)"; then
+  for tool in memcheck racecheck; do
+    "$sanitizer" --tool "$tool" --error-exitcode 1 "$root/build-gpu/tests/loss_test" --gtest_filter='*Gpu*' \
+      > "$out/loss_$tool.log" 2>&1 && echo "loss kernels: $tool clean" || echo "loss kernels: $tool FAILED (loss_$tool.log)"
+  done
+else
+  echo "loss kernels: no compute-sanitizer on this machine; memcheck and racecheck not run"
+fi
+
+# Benchmarks (one GPU, run one after another). Results go to $out; commit the JSON under benchmarks/results/.
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+"$root/build-gpu/benchmarks/linear_cross_entropy_bench" --commit "$commit" --json "$out/linear_cross_entropy.json" 2>&1 |
+  tee "$out/linear_cross_entropy_bench.txt"
 exit "$status"

@@ -83,6 +83,7 @@ const std::vector<Field>& Fields() {
         {"lora.use_rslora", &Recipe::lora_use_rslora},
         {"lora.init_from", &Recipe::lora_init_from},
         {"device", &Recipe::device, OneOf({"auto", "cpu", "cuda", "cuda:N"})},
+        {"loss", &Recipe::loss, OneOf({"auto", "fused", "torch"})},
         {"seed", &Recipe::seed, AtLeast(0)},
         {"output_dir", &Recipe::output_dir, NonEmpty()},
     };

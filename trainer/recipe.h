@@ -44,6 +44,7 @@ struct Recipe {
   std::string lora_init_from;                  // a PEFT adapter folder to start from ("" = fresh adapters)
 
   std::string device = "auto";        // auto | cpu | cuda | cuda:N
+  std::string loss = "auto";          // the head's loss: auto (fused on CUDA, torch on CPU) | fused | torch
   int64_t seed = 1234;
   std::string output_dir;             // the run folder: recipe.yaml, log.txt, metrics.jsonl, tb/, checkpoints/
 

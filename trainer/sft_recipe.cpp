@@ -126,6 +126,12 @@ AttentionBackend AttentionBackendOf(const Recipe& recipe) {
   return recipe.attention == "sdpa" ? AttentionBackend::kSdpa : AttentionBackend::kAgora;
 }
 
+// loss=auto fuses the head with the loss on CUDA; loss=fused on the CPU runs the same vocabulary tiles in ATen.
+HeadLoss ResolveHeadLoss(const Recipe& recipe, const ModelOptions& model_options) {
+  const bool fused = recipe.loss == "fused" || (recipe.loss == "auto" && model_options.device.is_cuda());
+  return fused ? HeadLoss::kFused : HeadLoss::kTorch;
+}
+
 // The recipe's objective, checked against the training file's format. DPO on a full fine-tune loads a second,
 // frozen copy of model.path as its reference.
 absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, RecordFormat format,
@@ -146,6 +152,7 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
       AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model_path, model_options));
       reference = loaded.model;
       reference->model->attention_backend = AttentionBackendOf(recipe);
+      reference->head_loss = ResolveHeadLoss(recipe, model_options);
       for (auto& p : reference->parameters()) p.set_requires_grad(false);
       reference->eval();
       log.Info("dpo: full fine-tuning keeps a frozen copy of model.path as the reference model (one more model in "
@@ -201,6 +208,10 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   LlamaForCausalLM model = loaded.model;
   model->model->activation_checkpointing = recipe.activation_checkpointing;
   model->model->attention_backend = AttentionBackendOf(recipe);
+  model->head_loss = ResolveHeadLoss(recipe, model_options);
+  log->Info(model->head_loss == HeadLoss::kFused
+                ? "loss: fused head + cross-entropy (kernels/loss), no [tokens, vocab] logits"
+                : "loss: torch (logits, then cross-entropy)");
   std::optional<LoraConfig> lora_config;
   if (lora) {
     AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));

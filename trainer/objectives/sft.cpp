@@ -13,8 +13,8 @@ at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch) {
   // Predictions at 0..T-2 score targets 1..T-1. Every sample's first label is ignored, so no prediction crosses
   // into the next sample.
   const int64_t t = batch.input_ids.size(1);
-  at::Tensor logits = model->Logits(hidden.slice(1, 0, t - 1));
-  at::Tensor nll = TokenNll(logits, batch.labels.slice(1, 1, t)).view({t - 1});
+  at::Tensor nll = HeadTokenNll(hidden.slice(1, 0, t - 1).reshape({t - 1, -1}), model->head_weight(),
+                                batch.labels.slice(1, 1, t).reshape({t - 1}), model->head_loss);
   return at::cat({at::zeros({1}, nll.options()), nll});
 }
 
