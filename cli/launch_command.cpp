@@ -2,8 +2,9 @@
 // `agora <command> args` on this node with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so `agora launch --nproc 8 train --config r.yaml` is
 // `torchrun --nproc-per-node 8 --no-python agora train --config r.yaml` without Python. Like torchrun, it
-// forwards SIGTERM/SIGINT to the ranks, and when one rank fails it stops the others (SIGTERM, then SIGKILL
-// after 30 s). Exit code: the first failing rank's (128 + signal when a signal ended it), else 0.
+// forwards SIGTERM/SIGINT to the ranks, stops the others when one rank fails (SIGTERM, then SIGKILL after
+// 30 s), and sets OMP_NUM_THREADS=1 unless it is set. Exit code: the first failing rank's (128 + signal when a
+// signal ended it), else 0.
 // Multi-node jobs use the cluster's launcher (torchrun, srun, mpirun) directly; see the README.
 #include <netinet/in.h>
 #include <signal.h>
@@ -117,6 +118,9 @@ int RunLaunch(int argc, char** argv) {
                                        {"MASTER_ADDR", addr},
                                        {"MASTER_PORT", absl::StrCat(port)}};
       for (const auto& [name, value] : values) setenv(name.c_str(), value.c_str(), 1);
+      // As torchrun: one intra-op thread per rank unless the user says otherwise, so N ranks do not each start
+      // a thread per core.
+      if (nproc > 1) setenv("OMP_NUM_THREADS", "1", 0);
       execv(self, child_argv.data());
       std::fprintf(stderr, "agora launch: cannot run %s: %s\n", self, std::strerror(errno));
       _exit(127);

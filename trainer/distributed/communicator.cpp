@@ -16,8 +16,10 @@ namespace {
 
 // c10d reports failures as exceptions whose what() carries a C++ backtrace; the first line is the message.
 std::string ExceptionText(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10 != nullptr ? c10->what_without_backtrace() : e.what();
+  while (!text.empty() && (text.back() == '.' || text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
 }
 
 class C10dPending : public PendingCollective {
