@@ -15,6 +15,8 @@ Usage: python check_distributed.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=v
   absent             rank 0 of 2 starts alone: it exits non-zero after distributed.timeout_s with an error that
                      says it was waiting for the other ranks.
   resize             a 2-rank run's checkpoint, resumed by 1 process: a clear error naming both world sizes.
+  sigterm            SIGTERM to `agora launch --nproc 2`: it reaches both ranks, which agree to stop after the
+                     same step; rank 0 writes the checkpoint, both exit 0; 2 ranks resume from it.
 The tiny embedded model trains on the bundled demo data (recipes/tiny_demo.yaml); extra key=value arguments
 (e.g. lora.rank=0) apply to every run.
 """
@@ -208,6 +210,41 @@ def check_resize(agora, source, work):
     print(f"resume with another world size: {proc.stderr.strip().splitlines()[-1][:400]}")
 
 
+def check_sigterm(agora, source, work):
+    out = run_dir(work, "sigterm")
+    args = train_args(source, out, f"training.batch_size={R}", "training.max_steps=100000")
+    proc = subprocess.Popen([agora, "launch", "--nproc=2", *args], cwd=source, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # the launcher forwards it to both ranks
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        sys.exit(f"after SIGTERM both ranks should save and exit 0; agora launch exited {proc.returncode}\n{err}")
+    folders = sorted(os.listdir(os.path.join(out, "checkpoints")))
+    step = len(losses(out))
+    if folders != [f"step_{step:07d}"]:
+        sys.exit(f"expected the preemption checkpoint step_{step:07d} only (rank 0 writes it), found {folders}")
+    with open(os.path.join(out, "log.txt")) as f:
+        if "checkpoint (preempted)" not in f.read():
+            sys.exit("log.txt does not report the preemption checkpoint")
+    # Resume with the same world size continues from it.
+    run([agora, "launch", "--nproc=2", *train_args(source, out, f"training.batch_size={R}",
+                                                    "training.max_steps=100000",
+                                                    f"training.stop_after_steps={step + 2}")], source)
+    with open(os.path.join(out, "log.txt")) as f:
+        if f"at step {step}" not in f.read():
+            sys.exit(f"the second run did not resume from step {step}")
+    if len(losses(out)) != step + 2:
+        sys.exit(f"expected {step + 2} steps after the resume, metrics.jsonl has {len(losses(out))}")
+    print(f"SIGTERM to agora launch: both ranks stopped after step {step}, rank 0 saved, exit 0; resumed with 2 "
+          f"ranks to step {step + 2}")
+
+
 def main():
     agora, source, work, which = sys.argv[1:5]
     EXTRA.extend(sys.argv[5:])
@@ -217,7 +254,7 @@ def main():
         check_same(agora, source, work, int(world), int(accum), launcher)
     else:
         {"killed": check_killed, "stopped": lambda *a: check_killed(*a, how=signal.SIGSTOP), "absent": check_absent,
-         "resize": check_resize}[which](agora, source, work)
+         "resize": check_resize, "sigterm": check_sigterm}[which](agora, source, work)
 
 
 if __name__ == "__main__":
