@@ -106,7 +106,7 @@ TEST(LaunchEnvironment, SlurmHostLists) {
   const std::pair<std::string, std::string> cases[] = {
       {"node1", "node1"},           {"a,b", "a"},
       {"gpu[003-005,9],cpu1", "gpu003"}, {"x[7]", "x7"},
-      {"rack[2-3]-n[1-4]", "rack2-n"}, {"c,d[01-02]", "c"}};
+      {"rack[2-3]-n[1-4]", "rack2-n1"}, {"c,d[01-02]", "c"}};
   for (const auto& [list, first] : cases) {
     absl::StatusOr<std::string> host = FirstSlurmHost(list);
     ASSERT_TRUE(host.ok()) << list << ": " << host.status();
@@ -114,6 +114,7 @@ TEST(LaunchEnvironment, SlurmHostLists) {
   }
   EXPECT_FALSE(FirstSlurmHost("").ok());
   EXPECT_FALSE(FirstSlurmHost("n[").ok());
+  EXPECT_FALSE(FirstSlurmHost("]n").ok());
   absl::StatusOr<int64_t> tasks = FirstSlurmTaskCount("4(x2),3");
   ASSERT_TRUE(tasks.ok());
   EXPECT_EQ(*tasks, 4);

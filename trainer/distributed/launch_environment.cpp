@@ -49,22 +49,25 @@ absl::Status Check(const LaunchEnvironment& e) {
 }  // namespace
 
 absl::StatusOr<std::string> FirstSlurmHost(const std::string& node_list) {
-  // Grammar: host[,host...], where a host is prefix[ranges]suffix and ranges is a comma list of N or N-M; the
-  // first host of the first entry is the prefix followed by the first number of its first range, digits kept.
-  const size_t bracket = node_list.find('[');
-  const size_t comma = node_list.find(',');
-  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket)) {
-    std::string host = node_list.substr(0, comma);
-    if (host.empty()) return absl::InvalidArgumentError(absl::StrCat("empty SLURM node list '", node_list, "'"));
-    return host;
+  // Grammar: entry[,entry...], an entry being text with bracketed range lists ("n[01-04,7]-ib[0-1]"). The first
+  // host is the first entry with each bracket replaced by the first number in it, zero padding kept.
+  std::string host;
+  for (size_t i = 0; i < node_list.size() && node_list[i] != ',';) {
+    if (node_list[i] == ']') break;
+    if (node_list[i] != '[') {
+      host += node_list[i++];
+      continue;
+    }
+    const size_t first_end = node_list.find_first_of(",-]", i + 1);
+    const size_t close = node_list.find(']', i + 1);
+    if (close == std::string::npos || first_end == i + 1)
+      return absl::InvalidArgumentError(absl::StrCat("cannot read SLURM node list '", node_list, "'"));
+    host += node_list.substr(i + 1, first_end - i - 1);
+    i = close + 1;
   }
-  const size_t close = node_list.find(']', bracket);
-  const size_t end = node_list.find_first_of(",-]", bracket + 1);
-  if (close == std::string::npos || end == bracket + 1)
+  if (host.empty() || host.find(']') != std::string::npos)
     return absl::InvalidArgumentError(absl::StrCat("cannot read SLURM node list '", node_list, "'"));
-  std::string suffix;
-  for (size_t i = close + 1; i < node_list.size() && node_list[i] != ','; ++i) suffix += node_list[i];
-  return absl::StrCat(node_list.substr(0, bracket), node_list.substr(bracket + 1, end - bracket - 1), suffix);
+  return host;
 }
 
 absl::StatusOr<int64_t> FirstSlurmTaskCount(const std::string& tasks_per_node) {
