@@ -15,6 +15,7 @@ Usage: python check_distributed.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=v
   absent             rank 0 of 2 starts alone: it exits non-zero after distributed.timeout_s with an error that
                      says it was waiting for the other ranks.
   resize             a 2-rank run's checkpoint, resumed by 1 process: a clear error naming both world sizes.
+  nccl1              on a GPU machine: one rank over NCCL trains (exit code 77, reported skipped, without a GPU).
   sigterm            SIGTERM to `agora launch --nproc 2`: it reaches both ranks, which agree to stop after the
                      same step; rank 0 writes the checkpoint, both exit 0; 2 ranks resume from it.
 The tiny embedded model trains on the bundled demo data (recipes/tiny_demo.yaml); extra key=value arguments
@@ -245,6 +246,20 @@ def check_sigterm(agora, source, work):
           f"ranks to step {step + 2}")
 
 
+def check_nccl1(agora, source, work):
+    import torch  # the venv's: does this machine have a GPU?
+    if not torch.cuda.is_available():
+        print("SKIPPED: no CUDA GPU on this machine; NCCL world size 1 training runs on a GPU machine")
+        sys.exit(77)
+    out = run_dir(work, "nccl1")
+    run([agora, "launch", "--nproc=1", *train_args(source, out, "device=cuda", "distributed.backend=nccl")], source)
+    with open(os.path.join(out, "log.txt")) as f:
+        text = f.read()
+    if "nccl backend" not in text or len(losses(out)) != STEPS:
+        sys.exit(f"expected {STEPS} steps over the nccl backend:\n{text}")
+    print(f"NCCL, world size 1: {STEPS} steps trained, losses {losses(out)}")
+
+
 def main():
     agora, source, work, which = sys.argv[1:5]
     EXTRA.extend(sys.argv[5:])
@@ -254,7 +269,7 @@ def main():
         check_same(agora, source, work, int(world), int(accum), launcher)
     else:
         {"killed": check_killed, "stopped": lambda *a: check_killed(*a, how=signal.SIGSTOP), "absent": check_absent,
-         "resize": check_resize, "sigterm": check_sigterm}[which](agora, source, work)
+         "resize": check_resize, "sigterm": check_sigterm, "nccl1": check_nccl1}[which](agora, source, work)
 
 
 if __name__ == "__main__":
