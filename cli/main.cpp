@@ -22,6 +22,8 @@ constexpr char kUsage[] =
     "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n"
     "  data      sandbox-to-groups --out FILE [--self-critic-ratio R] [--realignment-ratio R] [--seed S] LOG...\n"
     "            Stable Alignment's sandbox interaction logs -> its grouped training file (sandbox_groups)\n"
+    "  launch    --nproc N [--master_port P] <command> [args ...]\n"
+    "            N data-parallel ranks of `agora <command>` on this node (torchrun's variables; see the README)\n"
     "run `agora <command> --help` for every flag";
 
 // "--max-new-tokens=3" -> "--max_new_tokens=3": Abseil flag names are identifiers.
@@ -43,6 +45,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  // Everything after launch's own flags belongs to the ranks' command: not for this process's flag parser.
+  if (command == "launch") return agora::cli::RunLaunch(argc - 2, argv + 2);
   // argv without the command word, flag names normalised, for Abseil's parser.
   std::vector<std::string> args = {argv[0]};
   for (int i = 2; i < argc; ++i) args.push_back(UnderscoreFlagName(argv[i]));

@@ -378,6 +378,9 @@ Recipe EveryFieldChanged() {
   r.resume = "runs/x/checkpoints/step-100";
   r.log_every_steps = 29;
   r.tensorboard = false;
+  r.distributed_backend = "gloo";
+  r.bucket_mb = 0.5;
+  r.distributed_timeout_s = 31;
   return r;
 }
 

@@ -8,5 +8,5 @@ mkdir -p "$root/.debs"
 cd "$root/.debs"
 apt-get update -qq
 # The -dev packages and the runtime libraries they link against.
-apt-get download nlohmann-json3-dev libabsl-dev libabsl20220623 libgtest-dev libgmock-dev libyaml-cpp-dev libyaml-cpp0.7 libpcre2-dev libpcre2-8-0
+apt-get download nlohmann-json3-dev libabsl-dev libabsl20220623 libgtest-dev libgmock-dev libyaml-cpp-dev libyaml-cpp0.7 libpcre2-dev libpcre2-8-0 libgloo-dev
 ls -la "$root/.debs"

@@ -46,6 +46,9 @@ class AdamW {
 
   int64_t steps() const { return steps_; }
   const std::vector<TrainableParameter>& parameters() const { return params_; }
+  // The fp32 gradient sum of parameter i when it is stored in a lower precision (undefined for fp32 ones, whose
+  // .grad is the sum): what data-parallel reduction sums over ranks and writes back.
+  at::Tensor Fp32GradientSum(size_t i) const { return state_[i].grad32; }
 
   // Moments (and master weights where the parameter is not fp32) keyed "<name>.exp_avg", "<name>.exp_avg_sq",
   // "<name>.master"; with steps() this is the whole optimizer state.

@@ -128,6 +128,9 @@ const std::vector<Field>& Fields() {
         {"resume", &Recipe::resume, NonEmpty()},  // auto | none | a checkpoint folder
         {"logging.log_every_steps", &Recipe::log_every_steps, AtLeast(1)},
         {"logging.tensorboard", &Recipe::tensorboard},
+        {"distributed.backend", &Recipe::distributed_backend, OneOf({"auto", "nccl", "gloo"})},
+        {"distributed.bucket_mb", &Recipe::bucket_mb, Positive()},
+        {"distributed.timeout_s", &Recipe::distributed_timeout_s, AtLeast(1)},
     });
     return f;
   }();

@@ -106,6 +106,11 @@ struct Recipe {
   int64_t log_every_steps = 1;
   bool tensorboard = true;
 
+  // distributed.* (used when a launcher — torchrun, srun, mpirun, agora launch — started several ranks)
+  std::string distributed_backend = "auto";  // auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
+  double bucket_mb = 25.0;                   // gradient all-reduce bucket size, MB of fp32 gradients
+  int64_t distributed_timeout_s = 1800;      // a rank that never arrives, or a collective that never ends
+
   // Field by field; a new field needs a row in recipe.cpp's key table, or the round-trip test fails for it.
   bool operator==(const Recipe&) const = default;
 };

@@ -20,6 +20,8 @@
 #include "models/checkpoint.h"
 #include "models/device_options.h"
 #include "models/lora.h"
+#include "trainer/distributed/data_parallel.h"
+#include "trainer/distributed/launch_environment.h"
 #include "trainer/objectives/dpo.h"
 #include "trainer/objectives/sft.h"
 #include "trainer/objectives/stable_alignment.h"
@@ -166,19 +168,41 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
 }  // namespace
 
 absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
+  // Data parallel when a launcher (torchrun, srun, mpirun, agora launch) started this process: join the other
+  // ranks first, so a rank that never comes is reported before any work. Rank 0 alone writes the run folder's
+  // logs, metrics and checkpoints; the others log to logs/rank_N.txt.
+  AGORA_ASSIGN_OR_RETURN(std::optional<LaunchEnvironment> launch, ReadLaunchEnvironment());
+  const bool leader = !launch || launch->rank == 0;
+
   // Where and in what precision.
-  AGORA_ASSIGN_OR_RETURN(ModelOptions model_options, ResolveModelOptions(recipe.device, recipe.model_dtype));
+  AGORA_ASSIGN_OR_RETURN(ModelOptions model_options,
+                         ResolveModelOptions(launch ? DeviceForRank(recipe.device, *launch) : recipe.device,
+                                             recipe.model_dtype));
+  std::unique_ptr<Communicator> communicator;
+  if (launch) {
+    AGORA_ASSIGN_OR_RETURN(communicator, JoinJob(*launch, recipe.distributed_backend, model_options.device,
+                                                 recipe.distributed_timeout_s));
+  }
 
   // The run folder, and whether this run continues an earlier one.
   const fs::path run_dir = recipe.output_dir;
   std::error_code ec;
   fs::create_directories(run_dir / "checkpoints", ec);
+  if (!leader) fs::create_directories(run_dir / "logs", ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", run_dir.string(), ": ", ec.message()));
   AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, run_dir / "checkpoints"));
 
   // What the user sees: log.txt and the console, metrics.jsonl, TensorBoard, the resolved recipe.
-  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log, RunLog::Open(run_dir / "log.txt", terminal));
-  AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
+  static std::FILE* const no_console = std::fopen("/dev/null", "w");  // ranks other than 0 keep to their file
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<RunLog> log,
+                         leader ? RunLog::Open(run_dir / "log.txt", terminal)
+                                : RunLog::Open(run_dir / "logs" / absl::StrCat("rank_", launch->rank, ".txt"), false,
+                                               no_console));
+  if (leader) AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
+  if (launch)
+    log->Info(absl::StrFormat("data parallel: rank %d of %d (local rank %d of %d), started by %s, %s backend",
+                              launch->rank, launch->world_size, launch->local_rank, launch->local_world_size,
+                              launch->launcher, communicator->backend() == CommBackend::kNccl ? "nccl" : "gloo"));
   log->Info(absl::StrCat("run folder ", run_dir.string(), " (resolved recipe in recipe.yaml); device ",
                          model_options.device.str(), ", dtype ", c10::toString(model_options.dtype)));
 
@@ -186,10 +210,14 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model_path));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
   AGORA_ASSIGN_OR_RETURN(SftDataOptions train_options, DataOptions(recipe, recipe.train_data, true));
+  if (launch) {  // each rank reads its share of every global batch
+    train_options.rank = launch->rank;
+    train_options.world_size = launch->world_size;
+  }
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SftDataLoader> train, SftDataLoader::Open(train_options, tokenizer));
   Describe(*log, "train", train_options, train->stats());
   std::unique_ptr<SftDataLoader> validation;
-  if (!recipe.validation_data.path.empty()) {
+  if (leader && !recipe.validation_data.path.empty()) {  // rank 0 evaluates the whole validation set
     AGORA_ASSIGN_OR_RETURN(SftDataOptions options, DataOptions(recipe, recipe.validation_data, false));
     AGORA_ASSIGN_OR_RETURN(validation, SftDataLoader::Open(options, tokenizer));
     Describe(*log, "validation", options, validation->stats());
@@ -232,12 +260,20 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
                             trained_count, lora ? "LoRA adapters in float32" : "all",
                             recipe.activation_checkpointing ? ", activation checkpointing" : ""));
   CheckpointManager checkpoints(run_dir / "checkpoints", recipe.keep_last, recipe.model_path, lora_config);
+  const int64_t world_size = launch ? launch->world_size : 1;
 
   // Where training stands.
   TrainerState state;
   state.seed = static_cast<uint64_t>(recipe.seed);
+  state.world_size = world_size;
   if (resume_from) {
     AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer));
+    // The data position counts global batches of world_size shards: another world size would read other data.
+    if (state.world_size != world_size)
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s was written by a run of %d ranks; this run has %d. Resume with %d ranks (and the same "
+          "training.batch_size), or start a new run (another output_dir, or resume=none after moving it)",
+          resume_from->string(), state.world_size, world_size, state.world_size));
     AGORA_ASSIGN_OR_RETURN(std::vector<std::string> skipped, RestoreRngStates(state.rng_states));
     if (!skipped.empty())
       log->Warning(absl::StrCat("RNG states of ", absl::StrJoin(skipped, ", "), " not restored: no such device here"));
@@ -250,9 +286,12 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
     at::manual_seed(recipe.seed);
   }
   // A resumed run rewrites metrics.jsonl up to its checkpoint's step, so it reads like one uninterrupted run.
-  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics, MetricsLog::Open(run_dir / "metrics.jsonl", state.step));
+  std::unique_ptr<MetricsLog> metrics;
+  if (leader) {
+    AGORA_ASSIGN_OR_RETURN(metrics, MetricsLog::Open(run_dir / "metrics.jsonl", state.step));
+  }
   std::unique_ptr<TensorBoardWriter> tensorboard;
-  if (recipe.tensorboard) {
+  if (leader && recipe.tensorboard) {
     AGORA_ASSIGN_OR_RETURN(tensorboard, TensorBoardWriter::Create(run_dir / "tb"));
   }
 
@@ -283,12 +322,21 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
                             options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
                             batches_per_epoch, recipe.scheduler, recipe.lr));
 
+  std::unique_ptr<DataParallel> data_parallel;
+  if (communicator) {
+    data_parallel = std::make_unique<DataParallel>(std::move(communicator), optimizer,
+                                                   static_cast<int64_t>(recipe.bucket_mb * 1024 * 1024), *log);
+    log->Info(absl::StrFormat("gradients are summed over %d ranks in %d buckets of up to %g MB, during the backward "
+                              "of each step's last micro-batch",
+                              data_parallel->world_size(), data_parallel->bucket_count(), recipe.bucket_mb));
+  }
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Objective> objective,
                          MakeObjective(recipe, train->format(), model_options, *log));
   log->Info(absl::StrCat("objective ", objective->name()));
   model->train();  // LoRA dropout is active in training mode only; evaluation switches to eval() and back
-  LoopParts parts{model, objective.get(), &optimizer, train.get(), validation.get(), &checkpoints, log.get(),
-                  metrics.get(), tensorboard.get()};
+  LoopParts parts{model,         objective.get(),   &optimizer,       train.get(),
+                  validation.get(), leader ? &checkpoints : nullptr, log.get(), metrics.get(),
+                  tensorboard.get(), data_parallel.get()};
   InstallPreemptionHandlers();
   return RunTrainLoop(options, parts, state);
 }

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "trainer/distributed/data_parallel.h"
 #include "trainer/preemption.h"
 #include "trainer/rng_state.h"
 #include "util/status_macros.h"
@@ -45,6 +46,7 @@ void Normalise(std::vector<std::pair<std::string, double>>& sums, int64_t denomi
 
 absl::Status RecordMetrics(LoopParts& parts, const std::string& kind, int64_t step,
                     const std::vector<std::pair<std::string, double>>& values) {
+  if (parts.metrics == nullptr) return absl::OkStatus();  // data-parallel ranks other than 0 record nothing
   AGORA_RETURN_IF_ERROR(parts.metrics->Write(MetricsRecord{kind, step, values}));
   if (parts.tensorboard != nullptr) {
     for (const auto& [name, value] : values)
@@ -55,9 +57,13 @@ absl::Status RecordMetrics(LoopParts& parts, const std::string& kind, int64_t st
 }
 
 absl::Status SaveCheckpoint(LoopParts& parts, TrainerState& state, const std::string& why) {
-  state.rng_states = CaptureRngStates();
-  AGORA_ASSIGN_OR_RETURN(std::filesystem::path dir, parts.checkpoints->Save(parts.model, *parts.optimizer, state));
-  parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir.string()));
+  // Data parallel: rank 0 writes, the others wait until the checkpoint is complete.
+  if (parts.checkpoints != nullptr) {
+    state.rng_states = CaptureRngStates();
+    AGORA_ASSIGN_OR_RETURN(std::filesystem::path dir, parts.checkpoints->Save(parts.model, *parts.optimizer, state));
+    parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir.string()));
+  }
+  if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->Barrier("checkpoint " + why));
   return absl::OkStatus();
 }
 
@@ -133,16 +139,25 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       trained += micro.back().trained_tokens;
       tokens += micro.back().tokens;
     }
+    // Data parallel: every rank normalises by the denominator of the whole global step.
+    if (parts.data_parallel != nullptr)
+      AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepCounts(&denominator, &trained, &tokens));
     double loss_sum = 0.0;
     std::vector<std::pair<std::string, double>> objective_metrics;
-    for (const DeviceBatch& batch : micro) {
-      LossOutput out = parts.objective->Forward(parts.model, batch);
+    for (size_t i = 0; i < micro.size(); ++i) {
+      LossOutput out = parts.objective->Forward(parts.model, micro[i]);
       at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+      // Gradients are reduced over ranks during the last micro-batch's backward only.
+      if (parts.data_parallel != nullptr) parts.data_parallel->BeforeBackward(i + 1 == micro.size());
       loss.backward();
+      if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterBackward());
       parts.optimizer->AccumulateGradients();
       loss_sum += out.loss_sum.item<double>();
       AddMetrics(objective_metrics, out.metrics);
     }
+    // Data parallel: the step's loss and metric sums over every rank.
+    if (parts.data_parallel != nullptr)
+      AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepValues(&loss_sum, objective_metrics));
     Normalise(objective_metrics, denominator);
     const double loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
     const double grad_norm = parts.optimizer->GradientNorm();
@@ -187,7 +202,13 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       AGORA_RETURN_IF_ERROR(RunEval(options, parts, state));
 
     if (state.step == options.total_steps) break;
-    if (const int signal = PreemptionSignal(); signal != 0) {
+    int signal = PreemptionSignal();
+    // Data parallel: a signal that reached any rank stops every rank after the same step.
+    if (parts.data_parallel != nullptr) {
+      AGORA_ASSIGN_OR_RETURN(const bool any, parts.data_parallel->AnyRank(signal != 0));
+      if (any && signal == 0) signal = SIGTERM;
+    }
+    if (signal != 0) {
       parts.log->Finish();
       parts.log->Info(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", " after step ", state.step));
       AGORA_RETURN_IF_ERROR(SaveCheckpoint(parts, state, "preempted"));

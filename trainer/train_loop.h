@@ -19,6 +19,8 @@
 
 namespace agora {
 
+class DataParallel;  // trainer/distributed/data_parallel.h
+
 enum class NonFinitePolicy { kSkip, kStop };
 
 struct LoopOptions {
@@ -41,10 +43,11 @@ struct LoopParts {
   AdamW* optimizer = nullptr;
   const SftDataLoader* train = nullptr;
   const SftDataLoader* validation = nullptr;  // may be null
-  const CheckpointManager* checkpoints = nullptr;
+  const CheckpointManager* checkpoints = nullptr;  // null on data-parallel ranks other than 0
   RunLog* log = nullptr;
-  MetricsLog* metrics = nullptr;
+  MetricsLog* metrics = nullptr;                  // null on data-parallel ranks other than 0
   TensorBoardWriter* tensorboard = nullptr;  // may be null
+  DataParallel* data_parallel = nullptr;     // null when training alone
 };
 
 enum class LoopEnd {

@@ -1,0 +1,63 @@
+// What the training loop does differently with several ranks, in one place: sum the step's denominators before
+// the backward (every rank's loss is then normalised by the global count, so ranks with fewer trained tokens
+// weigh less, exactly as in one process over the combined batch), reduce gradients from the backward's hooks on
+// the step's last micro-batch only, sum the logged loss, agree on preemption, and wait at barriers while rank 0
+// writes checkpoints. The loop holds a null pointer when it runs alone.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/adamw.h"
+#include "trainer/distributed/communicator.h"
+#include "trainer/distributed/gradient_reducer.h"
+#include "trainer/progress.h"
+
+namespace agora {
+
+// The device of this rank: with a launcher, "auto" and "cuda" mean cuda:<local rank> (one GPU per rank).
+std::string DeviceForRank(const std::string& device, const LaunchEnvironment& env);
+
+// Joins the job with the recipe's distributed.backend ("auto": NCCL on CUDA, Gloo on the CPU).
+absl::StatusOr<std::unique_ptr<Communicator>> JoinJob(const LaunchEnvironment& env, const std::string& backend,
+                                                     const c10::Device& device, int64_t timeout_seconds);
+
+class DataParallel {
+ public:
+  // Reduces the optimizer's parameters (the trainable ones only: with LoRA, the adapters).
+  DataParallel(std::unique_ptr<Communicator> comm, const AdamW& optimizer, int64_t bucket_bytes, RunLog& log);
+
+  int64_t rank() const { return comm_->rank(); }
+  int64_t world_size() const { return comm_->world_size(); }
+  bool leader() const { return comm_->rank() == 0; }
+  Communicator& communicator() { return *comm_; }
+  int64_t bucket_count() const { return reducer_.bucket_count(); }
+
+  // Replaces the step's local counts by their sums over the ranks (exact: int64). The first call logs this
+  // rank's share of the denominator.
+  absl::Status SumStepCounts(int64_t* denominator, int64_t* trained_tokens, int64_t* tokens);
+  // Replaces the step's loss sum and the objective's metric sums (the same names on every rank) by their sums
+  // over the ranks, in one collective: rank 0 logs the global step.
+  absl::Status SumStepValues(double* loss_sum, std::vector<std::pair<std::string, double>>& metrics);
+  // Whether any rank says yes (a preemption signal reached some rank: all stop at the same step).
+  absl::StatusOr<bool> AnyRank(bool yes);
+
+  void BeforeBackward(bool last_micro_batch) { reducer_.Arm(last_micro_batch); }
+  absl::Status AfterBackward() { return reducer_.Finish(); }
+  absl::Status Barrier(const std::string& what) { return comm_->Barrier(what); }
+
+ private:
+  absl::Status SumCounts(std::initializer_list<int64_t*> values);
+
+  std::unique_ptr<Communicator> comm_;
+  GradientReducer reducer_;
+  RunLog& log_;
+  bool first_step_ = true;
+};
+
+}  // namespace agora
