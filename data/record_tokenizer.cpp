@@ -10,12 +10,6 @@
 namespace agora {
 namespace {
 
-bool HasTrainedToken(const TokenizedSample& s) {
-  // The first label never trains (a packed sample has no prediction for its first token).
-  return std::any_of(s.labels.begin() + std::min<size_t>(1, s.labels.size()), s.labels.end(),
-                     [](int32_t l) { return l != kIgnoreLabel; });
-}
-
 // The untrained prefix then the trained rest.
 TokenizedSample Sequence(std::vector<int32_t> prompt_and_answer, size_t prompt_tokens) {
   TokenizedSample s;
@@ -86,6 +80,11 @@ absl::StatusOr<TokenizedGroup> Preference(const PreferencePair& pair, const Reco
 }
 
 }  // namespace
+
+bool HasTrainedToken(const TokenizedSample& s) {
+  return std::any_of(s.labels.begin() + std::min<size_t>(1, s.labels.size()), s.labels.end(),
+                     [](int32_t l) { return l != kIgnoreLabel; });
+}
 
 bool IsGroupFormat(RecordFormat format) {
   return format == RecordFormat::kSandboxGroups || format == RecordFormat::kPreference;

@@ -61,6 +61,9 @@ absl::Status CheckRecordTokenizer(RecordFormat format, const RecordTokenizerOpti
 absl::StatusOr<TokenizedGroup> TokenizeRecord(const Record& record, const RecordTokenizerOptions& options,
                                               const Tokenizer& tokenizer, uint64_t draw_seed);
 
+// Whether a sequence trains any token after its first (a packed sequence never trains its first token).
+bool HasTrainedToken(const TokenizedSample& sample);
+
 // Whether records of `format` give several sequences that an objective compares (they must share a row).
 bool IsGroupFormat(RecordFormat format);
 

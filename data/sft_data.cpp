@@ -130,13 +130,7 @@ class Loader : public SftDataLoader {
       return absl::InvalidArgumentError(absl::StrCat(options_.path.string(), ":", dataset_.line_number(i), ": ",
                                                      group.status().message()));
     }
-    for (const TokenizedSample& s : group->sequences) {
-      if (std::none_of(s.labels.begin() + std::min<size_t>(s.labels.size(), 1), s.labels.end(),
-                       [](int32_t l) { return l != kIgnoreLabel; })) {
-        group->sequences.clear();
-        break;
-      }
-    }
+    if (!std::all_of(group->sequences.begin(), group->sequences.end(), HasTrainedToken)) group->sequences.clear();
     return group;
   }
 

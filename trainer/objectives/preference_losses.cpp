@@ -1,17 +1,22 @@
 #include "trainer/objectives/preference_losses.h"
 
+#include <limits>
+
 #include <ATen/ATen.h>
 
 namespace agora {
 
+BestResponse SelectBestResponse(const at::Tensor& scores, const at::Tensor& valid) {
+  // Invalid entries rated -inf never win; argmax returns the first of equals.
+  at::Tensor best = at::where(valid, scores, -std::numeric_limits<double>::infinity()).argmax(1, /*keepdim=*/true);
+  return {best, valid.clone().scatter_(1, best, false)};
+}
+
 at::Tensor StableAlignmentLoss(const at::Tensor& ce, const at::Tensor& scores, const at::Tensor& valid,
                                const StableAlignmentOptions& options, at::Tensor* penalty) {
-  // The best response: invalid entries rated -inf never win; argmax returns the first of equals.
-  at::Tensor rated = at::where(valid, scores, -std::numeric_limits<double>::infinity());
-  at::Tensor best = rated.argmax(1, /*keepdim=*/true);  // [G, 1]
-  at::Tensor ce_best = ce.gather(1, best);                 // [G, 1]
+  const auto [best, others] = SelectBestResponse(scores, valid);
+  at::Tensor ce_best = ce.gather(1, best);  // [G, 1]
   at::Tensor score_best = scores.gather(1, best);
-  at::Tensor others = valid.clone().scatter_(1, best, false);  // [G, K]: the responses compared with the best
   at::Tensor d = ce_best - ce + (score_best - scores) / options.rating_scale * options.margin;
   at::Tensor n_others = others.sum(1);
   // Masked mean over the others; a group with a single response has no hinge term (0, not 0/0).

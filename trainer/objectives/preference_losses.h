@@ -18,6 +18,13 @@ struct StableAlignmentOptions {
   double margin = 1.0;
   double ratio = 0.2;  // lambda
 };
+// Per group, the best-rated valid response (the first of equals) and the others it is compared with.
+struct BestResponse {
+  at::Tensor best;    // [G, 1] int64
+  at::Tensor others;  // [G, K] bool: valid and not the best
+};
+BestResponse SelectBestResponse(const at::Tensor& scores, const at::Tensor& valid);
+
 // ce, scores: [G, K] float; valid: [G, K] bool (K = the largest group; every row has at least one valid entry).
 // Returns the per-group loss [G] and, through `penalty` if given, the per-group hinge term max(0, mean d_i).
 at::Tensor StableAlignmentLoss(const at::Tensor& ce, const at::Tensor& scores, const at::Tensor& valid,

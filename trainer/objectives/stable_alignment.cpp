@@ -18,9 +18,7 @@ LossOutput StableAlignmentObjective::Forward(LlamaForCausalLM& model, const Devi
   // nll_gap: how much less likely the other responses are than the best one, per query.
   at::Tensor loss_sum = loss.sum();
   at::NoGradGuard no_grad;
-  at::Tensor rated = at::where(ce.valid, scores.values, -std::numeric_limits<double>::infinity());
-  at::Tensor best = rated.argmax(1, /*keepdim=*/true);
-  at::Tensor others = ce.valid.clone().scatter_(1, best, false);
+  const auto [best, others] = SelectBestResponse(scores.values, ce.valid);
   at::Tensor n_others = others.sum(1);
   at::Tensor mean_others =
       at::where(others, ce.values, at::zeros_like(ce.values)).sum(1) / n_others.clamp_min(1).to(at::kFloat);
