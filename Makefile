@@ -23,9 +23,10 @@ demo: build
 gpu-debs:
 	@tools/gpu-debs.sh
 
-# On the GPU machine (no network): unpack .debs/, build against its torch, run every test with the GPU.
+# On the GPU machine (no network): unpack .debs/, build against its torch, run the GPU checks in one bounded
+# command (the GPU machine has no make: there, run `bash tools/gpu-session.sh` itself).
 gpu-check:
-	@tools/gpu-check.sh
+	@tools/gpu-session.sh
 
 clean:
 	rm -rf build

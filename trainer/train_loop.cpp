@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -23,6 +25,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// The most device memory torch's allocator has handed out in this process (weights, optimizer state, the largest
+// step's activations): what decides whether a model and batch fit. Logged on CUDA, where it is known.
+double PeakMemoryGiB(const at::Device& device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index()
+                                                                                       : c10::cuda::current_device());
+  const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0 * 1024.0);
+}
 
 // The next micro-batch position: epochs roll over when one is used up.
 DataPosition Advance(DataPosition p, int64_t batches_per_epoch) {
@@ -194,6 +205,7 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
           {"trained_tokens", static_cast<double>(state.trained_tokens)},
           {"epoch", epoch},
           {"skipped", finite ? 0.0 : 1.0}};
+      if (options.device.is_cuda()) values.emplace_back("peak_memory_gib", PeakMemoryGiB(options.device));
       values.insert(values.end(), objective_metrics.begin(), objective_metrics.end());
       AGORA_RETURN_IF_ERROR(RecordMetrics(parts, "train", state.step, values));
     }

@@ -68,7 +68,7 @@ TEST(FlashAttentionCuda, LongSequences) {
   CheckKernels({1, 2, 1, 777, 64, false, {0, 300, 301, 777}}, at::kHalf, 3e-3);
 }
 
-// A small packed case of each head dim: what tools/gpu-check-attention.sh runs under compute-sanitizer.
+// A small packed case of each head dim: what tools/gpu-session.sh runs under compute-sanitizer.
 TEST(FlashAttentionCuda, SmallPackedCases) {
   AGORA_SKIP_WITHOUT_CUDA();
   CheckKernels({1, 4, 2, 203, 64, true, {0, 1, 40, 141, 203}}, at::kBFloat16, 1e-2);
