@@ -35,6 +35,11 @@ at::Tensor MaterializeMask(const AttentionMask& mask, int64_t batch, int64_t s_q
   return allowed;
 }
 
+void PrepareForKernels(AttentionMask& mask, int64_t seq_len, const at::Device& device) {
+  if (mask.cu_seqlens.defined() && device.is_cuda() && !mask.kernel_samples.device_offsets.defined())
+    mask.kernel_samples = kernels::PreparePackedSamples(mask.cu_seqlens, seq_len, device);
+}
+
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
                      double scale, AttentionBackend backend) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "Attention: q, k, v must be [B, H, S, D]");
@@ -44,7 +49,9 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   // Agora's flash kernels: self-attention over whole samples (causal or full, packed or not).
   if (backend == AttentionBackend::kAgora && mask.query_offset == 0 && !mask.key_valid.defined() &&
       (!mask.cu_seqlens.defined() || batch == 1) && kernels::FlashAttentionSupports(q, k, v)) {
-    return kernels::FlashAttention(q, k, v, mask.cu_seqlens, mask.causal, scale);
+    return mask.kernel_samples.device_offsets.defined() || !mask.cu_seqlens.defined()
+               ? kernels::FlashAttention(q, k, v, mask.kernel_samples, mask.causal, scale)
+               : kernels::FlashAttention(q, k, v, mask.cu_seqlens, mask.causal, scale);
   }
   const bool gqa = q.size(1) != k.size(1);
   // The plain causal square case needs no mask tensor: let SDPA pick its fastest kernel.

@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "kernels/attention/flash_attention.h"
+
 namespace agora {
 
 struct AttentionMask {
@@ -15,7 +17,14 @@ struct AttentionMask {
   // Optional [num_samples + 1] int32/int64 cumulative offsets of samples packed into one row (B == 1):
   // attention never crosses a sample boundary.
   at::Tensor cu_seqlens;
+  // cu_seqlens as Agora's CUDA kernels read them, made once per forward by PrepareForKernels so that no layer
+  // copies or synchronises; unset, each call prepares its own.
+  kernels::PackedSamples kernel_samples;
 };
+
+// Readies `mask` for the layers of one forward on `device` over `seq_len` positions: with packed samples on a CUDA
+// device, checks and uploads their offsets once (kernel_samples). Elsewhere it changes nothing.
+void PrepareForKernels(AttentionMask& mask, int64_t seq_len, const at::Device& device);
 
 // Which implementation computes attention (recipe key model.attention).
 enum class AttentionBackend {

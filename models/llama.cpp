@@ -106,6 +106,9 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   LayerContext context;
   std::tie(context.cos, context.sin) = RopeCosSin(inv_freq_, position_ids, h.scalar_type());
   context.mask = mask;
+  // Packed offsets reach the GPU once here, not once per layer and pass.
+  if (cache == nullptr && attention_backend == AttentionBackend::kAgora)
+    PrepareForKernels(context.mask, input_ids.size(1), h.device());
   context.cache = cache;
   context.attention_backend = attention_backend;
   if (cache != nullptr) context.mask.query_offset = cache->length();

@@ -68,7 +68,7 @@ std::vector<Impl> Implementations() {
   };
   return {
       {"agora", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
-                   double scale) { return agora::kernels::FlashAttention(q, k, v, {}, causal, scale); },
+                   double scale) { return agora::kernels::FlashAttention(q, k, v, at::Tensor(), causal, scale); },
        [] {}},
       {"sdpa_flash", sdpa, [] { OnlyBackend(true, false, false, false, false); }},
       {"sdpa_flash3", sdpa, [] { OnlyBackend(true, true, false, false, false); }},

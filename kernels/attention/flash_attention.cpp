@@ -1,5 +1,6 @@
 #include "kernels/attention/flash_attention.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -35,57 +36,32 @@ void CheckLayout(const at::Tensor& t, const char* name) {
               t.strides());
 }
 
-// The checks every entry shares; returns the number of query heads per key/value head.
-void CheckInputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// The checks every entry shares, the device last (so the shape checks can be tested anywhere).
+void CheckInputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples) {
   TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
   TORCH_CHECK(SupportedHeadDim(q.size(3)), "FlashAttention: head dim ", q.size(3),
               " is not supported (the kernels are built for 64 and 128); use model.attention=sdpa");
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf,
               "FlashAttention: q must be bfloat16 or float16, got ", q.scalar_type());
-  TORCH_CHECK(q.is_cuda(), "FlashAttention: q must be a CUDA tensor, got one on ", q.device());
   CheckSame(k, "k", q);
   CheckSame(v, "v", q);
   TORCH_CHECK(k.sizes() == v.sizes(), "FlashAttention: k ", k.sizes(), " and v ", v.sizes(), " differ");
   TORCH_CHECK(q.size(1) % k.size(1) == 0, "FlashAttention: query heads (", q.size(1),
               ") must be a multiple of key/value heads (", k.size(1), ")");
-  TORCH_CHECK(q.size(0) * q.size(1) * q.size(2) * q.size(3) < (int64_t{1} << 31) && q.size(0) < 65535,
-              "FlashAttention: q ", q.sizes(), " is too large for 32-bit sample offsets");
+  TORCH_CHECK(q.size(0) * q.size(1) * q.size(2) * q.size(3) < (int64_t{1} << 31), "FlashAttention: q ", q.sizes(),
+              " is too large for 32-bit sample offsets");
+  TORCH_CHECK(q.size(0) * samples.count <= kMaxGridBlocksYZ && q.size(1) <= kMaxGridBlocksYZ,
+              "FlashAttention: batch ", q.size(0), " x ", samples.count, " packed samples and ", q.size(1),
+              " query heads: the kernels' grid needs both within CUDA's limit of ", kMaxGridBlocksYZ,
+              " blocks; pack the samples into one row or split the batch");
+  TORCH_CHECK(!samples.device_offsets.defined() || samples.device_offsets.device() == q.device(), "FlashAttention: the packed ",
+              "samples' offsets are on ", samples.device_offsets.device(), " but q is on ", q.device());
+  TORCH_CHECK(q.is_cuda(), "FlashAttention: q must be a CUDA tensor, got one on ", q.device());
 }
 
 Strides StridesOf(const at::Tensor& t) { return {t.stride(0), t.stride(2), t.stride(1)}; }
 
-// cu_seqlens checked on the host (from 0 to S, increasing) and copied to the device as int32.
-struct Samples {
-  at::Tensor device_offsets;  // undefined: one sample per batch row
-  int count = 1;
-  int max_len = 0;
-};
-
-Samples ResolveSamples(const at::Tensor& cu_seqlens, int64_t seqlen, const at::Device& device) {
-  Samples s;
-  s.max_len = static_cast<int>(seqlen);
-  if (!cu_seqlens.defined()) return s;
-  TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 2 &&
-                  (cu_seqlens.scalar_type() == at::kInt || cu_seqlens.scalar_type() == at::kLong),
-              "FlashAttention: cu_seqlens must be a 1-d int32/int64 tensor of at least 2 offsets, got ",
-              cu_seqlens.scalar_type(), " ", cu_seqlens.sizes());
-  const at::Tensor host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
-  const int64_t* cu = host.data_ptr<int64_t>();
-  const int64_t n = host.numel();
-  TORCH_CHECK(cu[0] == 0 && cu[n - 1] == seqlen, "FlashAttention: cu_seqlens must run from 0 to the sequence length ",
-              seqlen, ", got ", host);
-  int64_t max_len = 0;
-  for (int64_t i = 0; i + 1 < n; ++i) {
-    TORCH_CHECK(cu[i + 1] > cu[i], "FlashAttention: cu_seqlens must increase, got ", host);
-    max_len = std::max(max_len, cu[i + 1] - cu[i]);
-  }
-  s.device_offsets = host.to(at::kInt).to(device);
-  s.count = static_cast<int>(n - 1);
-  s.max_len = static_cast<int>(max_len);
-  return s;
-}
-
-FlashAttentionParams Pack(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Samples& samples,
+FlashAttentionParams Pack(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples,
                           bool causal, double scale) {
   FlashAttentionParams p;
   p.q = q.data_ptr();
@@ -100,8 +76,8 @@ FlashAttentionParams Pack(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.seqlen = static_cast<int>(q.size(2));
   p.head_dim = static_cast<int>(q.size(3));
   p.cu_seqlens = samples.device_offsets.defined() ? samples.device_offsets.data_ptr<int32_t>() : nullptr;
-  p.num_samples = samples.count;
-  p.max_seqlen = samples.max_len;
+  p.num_samples = static_cast<int>(samples.count);
+  p.max_seqlen = static_cast<int>(samples.device_offsets.defined() ? samples.max_len : q.size(2));
   p.scale = static_cast<float>(scale);
   p.causal = causal;
   return p;
@@ -138,7 +114,7 @@ void CheckLse(const at::Tensor& lse, const at::Tensor& q) {
               "] tensor on ", q.device());
 }
 
-void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Samples& samples, bool causal,
+void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples, bool causal,
                  double scale, const at::Tensor& out, const at::Tensor& lse) {
   CheckLayout(q, "q");
   CheckLayout(k, "k");
@@ -153,7 +129,7 @@ void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, 
 }
 
 void BackwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-                  const at::Tensor& lse, const at::Tensor& dout, const Samples& samples, bool causal, double scale,
+                  const at::Tensor& lse, const at::Tensor& dout, const PackedSamples& samples, bool causal, double scale,
                   const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
   CheckLayout(q, "q");
   CheckLayout(k, "k");
@@ -202,14 +178,14 @@ using torch::autograd::variable_list;
 
 struct FlashAttentionFunction : torch::autograd::Function<FlashAttentionFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
-                            const at::Tensor& v_in, const Samples& samples, bool causal, double scale) {
+                            const at::Tensor& v_in, const PackedSamples& samples, bool causal, double scale) {
     const at::Tensor q = Readable(q_in), k = Readable(k_in), v = Readable(v_in);
     at::Tensor out = EmptyLike(q);
     at::Tensor lse = at::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
     ForwardImpl(q, k, v, samples, causal, scale, out, lse);
     ctx->save_for_backward({q, k, v, out, lse, samples.device_offsets});
-    ctx->saved_data["count"] = static_cast<int64_t>(samples.count);
-    ctx->saved_data["max_len"] = static_cast<int64_t>(samples.max_len);
+    ctx->saved_data["count"] = samples.count;
+    ctx->saved_data["max_len"] = samples.max_len;
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["scale"] = scale;
     return out;
@@ -218,10 +194,10 @@ struct FlashAttentionFunction : torch::autograd::Function<FlashAttentionFunction
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
-    Samples samples;
+    PackedSamples samples;
     samples.device_offsets = saved[5];
-    samples.count = static_cast<int>(ctx->saved_data["count"].toInt());
-    samples.max_len = static_cast<int>(ctx->saved_data["max_len"].toInt());
+    samples.count = ctx->saved_data["count"].toInt();
+    samples.max_len = ctx->saved_data["max_len"].toInt();
     const c10::cuda::CUDAGuard guard(q.device());
     at::Tensor dq = EmptyLike(q), dk = EmptyLike(k), dv = EmptyLike(v);
     BackwardImpl(q, k, v, out, lse, Readable(grads[0]), samples, ctx->saved_data["causal"].toBool(),
@@ -239,27 +215,60 @@ bool FlashAttentionSupports(const at::Tensor& q, const at::Tensor& k, const at::
          k.size(2) == q.size(2) && k.sizes() == v.sizes() && q.size(1) % k.size(1) == 0;
 }
 
+PackedSamples PreparePackedSamples(const at::Tensor& cu_seqlens, int64_t seqlen, const at::Device& device) {
+  PackedSamples s;
+  if (!cu_seqlens.defined()) return s;
+  TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 2 &&
+                  (cu_seqlens.scalar_type() == at::kInt || cu_seqlens.scalar_type() == at::kLong),
+              "FlashAttention: cu_seqlens must be a 1-d int32/int64 tensor of at least 2 offsets, got ",
+              cu_seqlens.scalar_type(), " ", cu_seqlens.sizes());
+  const at::Tensor host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* cu = host.data_ptr<int64_t>();
+  const int64_t n = host.numel();
+  TORCH_CHECK(cu[0] == 0 && cu[n - 1] == seqlen, "FlashAttention: cu_seqlens must run from 0 to the sequence length ",
+              seqlen, ", got ", host);
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    TORCH_CHECK(cu[i + 1] > cu[i], "FlashAttention: cu_seqlens must increase, got ", host);
+    s.max_len = std::max(s.max_len, cu[i + 1] - cu[i]);
+  }
+  const at::Tensor offsets = host.to(at::kInt);
+  // Pinned memory lets the copy run asynchronously on the current stream; torch's host allocator keeps the pinned
+  // block alive until the copy has run.
+  s.device_offsets = device.is_cuda() ? offsets.pin_memory().to(device, /*non_blocking=*/true) : offsets.to(device);
+  s.count = n - 1;
+  return s;
+}
+
+at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples,
+                          bool causal, double scale) {
+  CheckInputs(q, k, v, samples);
+  const c10::cuda::CUDAGuard guard(q.device());
+  return FlashAttentionFunction::apply(q, k, v, samples, causal, scale);
+}
+
 at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
                           bool causal, double scale) {
-  CheckInputs(q, k, v);
-  const c10::cuda::CUDAGuard guard(q.device());
-  const Samples samples = ResolveSamples(cu_seqlens, q.size(2), q.device());
-  return FlashAttentionFunction::apply(q, k, v, samples, causal, scale);
+  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
+  return FlashAttention(q, k, v, PreparePackedSamples(cu_seqlens, q.size(2), q.device()), causal, scale);
 }
 
 void FlashAttentionForward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
                            bool causal, double scale, const at::Tensor& out, const at::Tensor& lse) {
-  CheckInputs(q, k, v);
+  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
+  const PackedSamples samples = PreparePackedSamples(cu_seqlens, q.size(2), q.device());
+  CheckInputs(q, k, v, samples);
   const c10::cuda::CUDAGuard guard(q.device());
-  ForwardImpl(q, k, v, ResolveSamples(cu_seqlens, q.size(2), q.device()), causal, scale, out, lse);
+  ForwardImpl(q, k, v, samples, causal, scale, out, lse);
 }
 
 void FlashAttentionBackward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
                             const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& cu_seqlens, bool causal,
                             double scale, const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
-  CheckInputs(q, k, v);
+  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
+  const PackedSamples samples = PreparePackedSamples(cu_seqlens, q.size(2), q.device());
+  CheckInputs(q, k, v, samples);
   const c10::cuda::CUDAGuard guard(q.device());
-  BackwardImpl(q, k, v, out, lse, dout, ResolveSamples(cu_seqlens, q.size(2), q.device()), causal, scale, dq, dk, dv);
+  BackwardImpl(q, k, v, out, lse, dout, samples, causal, scale, dq, dk, dv);
 }
 
 }  // namespace agora::kernels

@@ -14,10 +14,26 @@ namespace agora::kernels {
 // sequence length. The entry point falls back to torch SDPA otherwise.
 bool FlashAttentionSupports(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
-// Differentiable: softmax(scale * q k^T, causal and/or within the samples of cu_seqlens) v. q: [B, Hq, S, D];
-// k, v: [B, Hkv, S, D] with Hq a multiple of Hkv (K/V heads are read per group, never repeated). cu_seqlens:
-// undefined, or [num_samples + 1] int32/int64 offsets from 0 to S (any device), applied to every batch row.
+// Packed samples as the kernels read them: offsets checked on the host and uploaded as int32 (from pinned memory,
+// without a host sync), and the longest sample, which sizes the grid. Prepare them once per batch and pass them to
+// every layer's call: preparing per call costs a host<->device copy per layer and per pass.
+struct PackedSamples {
+  at::Tensor device_offsets;  // [count + 1] int32 on the attention device; undefined: one sample per batch row
+  int64_t count = 1;
+  int64_t max_len = 0;  // the longest sample; 0 without offsets (the sequence length then)
+};
+
+// cu_seqlens: undefined (one sample per row), or [num_samples + 1] int32/int64 offsets from 0 to `seqlen`, on any
+// device (offsets on a GPU cost one sync here to check them). Errors name what is wrong with them.
+PackedSamples PreparePackedSamples(const at::Tensor& cu_seqlens, int64_t seqlen, const at::Device& device);
+
+// Differentiable: softmax(scale * q k^T, causal and/or within the packed samples) v. q: [B, Hq, S, D];
+// k, v: [B, Hkv, S, D] with Hq a multiple of Hkv (K/V heads are read per group, never repeated). The samples
+// apply to every batch row; B x samples must stay within CUDA's 65535 grid blocks.
 // Returns [B, Hq, S, D] (a transposed view of [B, S, Hq, D] memory).
+at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples,
+                          bool causal, double scale);
+// The same with raw offsets, prepared for this call only (tests, benchmarks, one-off calls).
 at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
                           bool causal, double scale);
 

@@ -196,6 +196,13 @@ void CheckCase(const Case& c, double tolerance) {
   EXPECT_LE(testing::RelativeError(dv, e.dv), tolerance) << "dv";
 }
 
+// Causal forward blocks take the heaviest tiles (the sample's last) first; full attention keeps the plain order.
+TEST(FlashAttentionEmulated, CausalForwardStartsWithTheLastTile) {
+  EXPECT_EQ(flash::ForwardQueryTile(0, 5, /*causal=*/true), 4);
+  EXPECT_EQ(flash::ForwardQueryTile(4, 5, /*causal=*/true), 0);
+  EXPECT_EQ(flash::ForwardQueryTile(1, 5, /*causal=*/false), 1);
+}
+
 // Few, small shapes (the emulator is slow) that still cross every edge: a packed batch with a one-token sample,
 // GQA 2:1 and 3:1, partial tiles, more than one key tile per query tile and query tile per key tile.
 TEST(FlashAttentionEmulated, BFloat16HeadDim64PackedCausal) {

@@ -190,6 +190,13 @@ __device__ __forceinline__ T* At(T* base, const Strides& s, int b, int pos, int 
 
 // ---- forward ------------------------------------------------------------------------------------------------------
 
+// The query tile block `block` of `blocks` computes. A causal tile at the end of a sample sees every key before it,
+// the first tile only its own: blocks start roughly in blockIdx.x order, so causal blocks take the tiles from the
+// end (FlashAttention-2's order) and the last wave is made of light tiles instead of one heavy tile running alone.
+__host__ __device__ __forceinline__ int ForwardQueryTile(int block, int blocks, bool causal) {
+  return causal ? blocks - 1 - block : block;
+}
+
 // Grid (query tiles, query heads, batch * samples). Warp w owns query rows [16w, 16w + 16) of the block's tile and
 // keeps their Q fragments, running max m, running sum l and output accumulator in registers while K/V tiles of
 // kFwdKeyTile keys stream through shared memory. Each thread holds two rows: g and g + 8.
@@ -203,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) FlashForwardKernel(const FlashAttent
   static_assert(kFwdQueryTile == 16 * kWarps && kFwdKeyTile % 16 == 0 && D % 16 == 0);
 
   const Sample s = SampleOfBlock(p);
-  const int q0 = blockIdx.x * kFwdQueryTile;
+  const int q0 = ForwardQueryTile(blockIdx.x, gridDim.x, Causal) * kFwdQueryTile;
   if (q0 >= s.len) return;  // a tile past the end of a short sample (the grid is sized for the longest)
   const int h = blockIdx.y, hk = h / (p.heads_q / p.heads_kv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;

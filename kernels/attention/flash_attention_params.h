@@ -16,6 +16,11 @@ inline constexpr int kBwdKeyTile = 64;
 inline constexpr int kBwdQueryTile = 32;
 inline constexpr int kWarps = 4;
 
+// CUDA allows at most 65535 blocks in a grid's y and z dimensions. The grids are (tiles of the longest sample,
+// heads, batch x packed samples); the binding checks the last two before a launch, which past them would fail
+// with only "invalid configuration argument".
+inline constexpr int64_t kMaxGridBlocksYZ = 65535;
+
 // Where a [batch, position, head, head_dim] tensor's elements live: element (b, s, h, d) is at
 // b * batch + s * row + h * head + d (head_dim is contiguous). Covers both [B, H, S, D] tensors and the
 // [B, S, H, D] memory that the model's q/k/v projections produce, without a copy.

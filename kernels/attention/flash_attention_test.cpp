@@ -155,7 +155,7 @@ TEST(FlashAttentionCuda, RejectsBadSampleOffsets) {
 TEST(FlashAttention, UnsupportedHeadDimIsAClearError) {
   at::Tensor q = at::zeros({1, 2, 8, 96}, at::kBFloat16);
   try {
-    FlashAttention(q, q, q, {}, true, 0.1);
+    FlashAttention(q, q, q, at::Tensor(), true, 0.1);
     FAIL() << "head dim 96 was accepted";
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what_without_backtrace()).find("head dim 96 is not supported"), std::string::npos)
@@ -167,11 +167,48 @@ TEST(FlashAttention, UnsupportedHeadDimIsAClearError) {
 TEST(FlashAttention, Float32IsAClearError) {
   at::Tensor q = at::zeros({1, 2, 8, 64});
   try {
-    FlashAttention(q, q, q, {}, true, 0.1);
+    FlashAttention(q, q, q, at::Tensor(), true, 0.1);
     FAIL() << "float32 was accepted";
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what_without_backtrace()).find("must be bfloat16 or float16, got Float"),
               std::string::npos)
+        << e.what_without_backtrace();
+  }
+}
+
+// Packed samples are checked and converted once per batch; on the CPU the same code runs without pinning.
+TEST(FlashAttention, PreparesPackedSamplesOnce) {
+  const PackedSamples s = PreparePackedSamples(at::tensor(std::vector<int64_t>{0, 3, 40, 41, 100}), 100, at::kCPU);
+  EXPECT_EQ(s.count, 4);
+  EXPECT_EQ(s.max_len, 59);
+  ASSERT_EQ(s.device_offsets.scalar_type(), at::kInt);
+  EXPECT_TRUE(at::equal(s.device_offsets, at::tensor(std::vector<int32_t>{0, 3, 40, 41, 100})));
+  const PackedSamples none = PreparePackedSamples(at::Tensor(), 100, at::kCPU);
+  EXPECT_FALSE(none.device_offsets.defined());
+  EXPECT_EQ(none.count, 1);
+  auto message = [](std::vector<int32_t> cu) {
+    try {
+      PreparePackedSamples(at::tensor(cu, at::kInt), 10, at::kCPU);
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message({0, 5, 9}).find("must run from 0 to the sequence length 10"), std::string::npos);
+  EXPECT_NE(message({0, 5, 5, 10}).find("must increase"), std::string::npos);
+}
+
+// A grid past CUDA's 65535 blocks in z is a clear error before any launch (checked before the device, so here).
+TEST(FlashAttention, GridPastCudaLimitsIsAClearError) {
+  at::manual_seed(4);
+  const int64_t samples = 40000;  // x batch 2 = 80000 blocks in z
+  at::Tensor q = at::randn({2, 1, samples, 64}).to(at::kBFloat16);
+  const PackedSamples s = PreparePackedSamples(at::arange(samples + 1), samples, at::kCPU);
+  try {
+    FlashAttention(q, q, q, s, true, 0.125);
+    FAIL() << "a grid of 80000 blocks in z was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("batch 2 x 40000 packed samples"), std::string::npos)
         << e.what_without_backtrace();
   }
 }
