@@ -130,6 +130,29 @@ TEST(LinearCrossEntropyCpu, BFloat16MatchesFloat64Torch) {
   ExpectClose(got, Float64Reference(in, c.options), 1e-2, Describe(c));
 }
 
+// A mean over N x V = 2048 x 32768 nearly uniform logits makes the gradient tile's entries about 1 / (N V) = 1.5e-8,
+// under half of fp16's smallest subnormal (6e-8): written unscaled they round to zero, and every word that no row
+// targets gets no gradient. The CPU path writes the fp16 tile exactly as the kernels do, so this checks the scaling
+// that prevents it, against float64 torch's mean cross-entropy.
+TEST(LinearCrossEntropyCpu, Float16MeanOverManyLogitsKeepsTheUntargetedWordsGradient) {
+  constexpr int64_t kRows = 2048, kDim = 32, kVocab = 32768;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  const at::Tensor hidden = at::randn({kRows, kDim}, gen).to(at::kHalf);
+  const at::Tensor weight = (at::randn({kVocab, kDim}, gen) * (0.5 / std::sqrt(double{kDim}))).to(at::kHalf);
+  const at::Tensor targets = at::randint(0, kVocab, {kRows}, gen, at::kLong);
+  const at::Tensor h = hidden.detach().requires_grad_(), w = weight.detach().requires_grad_();
+  loss::MeanOverTargets(loss::LinearCrossEntropy(h, w, targets, {.vocab_tile = 8192}).loss, targets).backward();
+
+  const at::Tensor h64 = hidden.to(at::kDouble).requires_grad_(), w64 = weight.to(at::kDouble).requires_grad_();
+  at::cross_entropy_loss(at::mm(h64, w64.t()), targets).backward();
+  const at::Tensor targeted = at::zeros({kVocab}, at::kBool).index_fill_(0, targets, true);
+  const at::Tensor untargeted = targeted.logical_not().nonzero().squeeze(1);
+  ASSERT_GT(untargeted.numel(), kVocab / 2);
+  EXPECT_LE(RelativeError(w.grad().index_select(0, untargeted), w64.grad().index_select(0, untargeted)), 1e-2);
+  EXPECT_LE(RelativeError(w.grad(), w64.grad()), 1e-2);
+  EXPECT_LE(RelativeError(h.grad(), h64.grad()), 1e-2);
+}
+
 TEST(LinearCrossEntropyCpu, IgnoredRowsGiveZerosAndAllIgnoredMeanIsZero) {
   Case c{20, 16, 300, 1.0, {.vocab_tile = 128}};  // every target ignored
   const Inputs in = RandomInputs(c, at::kFloat, at::kCPU, 5);

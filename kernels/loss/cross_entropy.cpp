@@ -83,15 +83,38 @@ void MatmulFloat(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool
   }
 }
 
-// out = a @ b in out's dtype (fp32 accumulation inside the GEMM when all three share a dtype).
-void MatmulInto(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() == out.scalar_type() && b.scalar_type() == out.scalar_type()) {
+// Per-row coefficients of a tile's gradient (loss_kernels.h, GradTileParams), 0 for ignored rows.
+struct GradCoefficients {
+  at::Tensor lse, p, target, uniform;  // [rows] fp32
+};
+
+// out = (a @ b) * unscale in out's dtype: fp32 accumulation inside the GEMM when all three share a dtype and there is
+// nothing to unscale; otherwise an fp32 product, unscaled (a 0-d fp32 tensor) before rounding once.
+void MatmulInto(at::Tensor out, const at::Tensor& a, const at::Tensor& b, const at::Tensor& unscale) {
+  if (!unscale.defined() && a.scalar_type() == out.scalar_type() && b.scalar_type() == out.scalar_type()) {
     at::mm_out(out, a, b);
     return;
   }
   at::Tensor product = at::empty(out.sizes(), out.options().dtype(at::kFloat));
   MatmulFloat(product, a, b, false);
+  if (unscale.defined()) product.mul_(unscale);
   out.copy_(product);
+}
+
+// fp16's smallest subnormal is 6e-8, and a mean loss makes the gradient tile's entries a_i p_ij about 1 / (N V)
+// (5e-10 at N = 16k, V = 128k): written as they are, they round to zero and the head's gradient loses every word
+// nobody targets. So an fp16 tile is written scaled by a power of two that brings the largest coefficient to 2^12
+// (|entries| <= |a| + |b| + |c|, so at most 3 * 2^12, far from fp16's 65504; a power of two changes no mantissa
+// bit), and the GEMMs' fp32 results are multiplied back. Returns the 0-d fp32 factor to multiply back, computed on
+// the device (no host sync); undefined for bf16 and fp32, which share fp32's range.
+at::Tensor ScaleForHalfTile(GradCoefficients& c, at::ScalarType grad_type) {
+  if (grad_type != at::kHalf || c.p.numel() == 0) return at::Tensor();
+  const at::Tensor largest = at::stack({c.p.abs().max(), c.target.abs().max(), c.uniform.abs().max()}).max();
+  const at::Tensor scale = at::where(largest > 0, at::exp2(12 - at::floor(at::log2(largest))), 1.0);
+  c.p = c.p * scale;
+  c.target = c.target * scale;
+  c.uniform = c.uniform * scale;
+  return scale.reciprocal();
 }
 
 // Vocabulary columns per tile: the option, or the widest multiple of 128 whose fp32 logits fit the byte budget.
@@ -126,13 +149,8 @@ void FoldTile(const at::Tensor& logits, int64_t col_offset, const at::Tensor& ta
   s.target_logit.copy_(at::where(inside, picked, s.target_logit));
 }
 
-// Per-row coefficients of a tile's gradient (loss_kernels.h, GradTileParams), 0 for ignored rows.
-struct GradCoefficients {
-  at::Tensor lse, p, target, uniform;  // [rows] fp32
-};
-
 // Turns a tile of logits into d(sum of the outputs' gradients · outputs) / d logits, written into `grad` (which
-// is `logits` itself on the CPU path and for float32 inputs).
+// is `logits` itself for float32 inputs).
 void GradTile(at::Tensor& logits, int64_t col_offset, const at::Tensor& targets, const GradCoefficients& c,
               at::Tensor& grad) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
@@ -197,13 +215,13 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     const at::Tensor g_loss = grads[0].defined() ? grads[0].to(at::kFloat) : zero;
     const at::Tensor g_logprob = grads[1].defined() ? grads[1].to(at::kFloat) : zero;
     const at::Tensor valid = targets.ne(kIgnoreIndex);
-    const GradCoefficients c{lse, at::where(valid, g_loss * (1 + 2 * z * lse) - g_logprob, 0),
-                             at::where(valid, g_loss * (1 - eps) - g_logprob, 0),
-                             at::where(valid, g_loss * (eps / vocab), 0)};
+    GradCoefficients c{lse, at::where(valid, g_loss * (1 + 2 * z * lse) - g_logprob, 0),
+                       at::where(valid, g_loss * (1 - eps) - g_logprob, 0), at::where(valid, g_loss * (eps / vocab), 0)};
 
-    // On CUDA the gradient tile takes the inputs' dtype so both GEMMs run on tensor cores; on the CPU it is the
-    // fp32 tile itself.
-    const at::ScalarType grad_type = h.is_cuda() ? h.scalar_type() : at::kFloat;
+    // The gradient tile takes the inputs' dtype, so on CUDA both GEMMs run on tensor cores (the CPU path follows
+    // the same dtypes, so its tests see the same rounding); for fp32 it is the logits tile itself.
+    const at::ScalarType grad_type = h.scalar_type();
+    const at::Tensor unscale = ScaleForHalfTile(c, grad_type);
     const bool separate = grad_type != at::kFloat;
     const int64_t tile = ctx->saved_data["tile"].toInt();
     at::Tensor buffer = at::empty({rows * tile}, lse.options());
@@ -218,8 +236,9 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
       MatmulFloat(logits, h, w_tile.t(), false);
       GradTile(logits, v0, targets, c, grad);
       if (need_hidden) MatmulFloat(grad_hidden, grad, w_tile, true);
-      if (need_weight) MatmulInto(grad_weight.narrow(0, v0, cols), grad.t(), h);
+      if (need_weight) MatmulInto(grad_weight.narrow(0, v0, cols), grad.t(), h, unscale);
     }
+    if (need_hidden && unscale.defined()) grad_hidden.mul_(unscale);
     return {need_hidden ? grad_hidden.to(h.scalar_type()) : at::Tensor(), grad_weight, at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
