@@ -12,7 +12,7 @@
 #   summary.json   per step: status, seconds, detail; tests passed/failed by name; sanitizer error counts;
 #                  GPU, driver, torch, nvcc, commit, date (rewritten after every step, so a kill leaves one)
 #   machine.txt    what the machine has (GPU, compilers, headers, tools)
-#   attention_bench.json, linear_cross_entropy_bench.json   the benchmarks' JSON
+#   attention_bench.json, linear_cross_entropy_bench.json, train_step_bench.json   the benchmarks' JSON
 #   logs.tar.gz    every step's log, the ctest JUnit file, the training run's metrics.jsonl and log.txt
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +21,7 @@ build="${AGORA_GPU_BUILD_DIR:-$root/build-gpu}"
 deadline=$((SECONDS + ${AGORA_DEADLINE_S:-470}))
 commit="${AGORA_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
 all_steps="configure build tests attention_memcheck attention_bench loss_bench loss_memcheck attention_racecheck \
-attention_synccheck train"
+attention_synccheck train train_step"
 steps=" ${AGORA_STEPS:-$all_steps} "
 logs="$out/logs"
 mkdir -p "$out" "$logs"
@@ -103,7 +103,7 @@ fi
 step configure 120 any env BUILD_DIR="$build" AGORA_PYTHON="$python" AGORA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release \
 -DAGORA_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH=$prefix/usr -DCMAKE_BUILD_RPATH=$libdir" "$root/tools/configure.sh"
 gpu_targets="${AGORA_GPU_TARGETS:-agora flash_attention_test loss_test llama_parity_test distributed_test train_loop_test \
-attention_bench linear_cross_entropy_bench}"
+attention_bench linear_cross_entropy_bench train_step_bench}"
 # shellcheck disable=SC2086
 step build "${AGORA_BUILD_TIMEOUT_S:-300}" any cmake --build "$build" --target $gpu_targets -j "$(nproc)"
 
@@ -155,6 +155,13 @@ train_run() {
   cp "$run/metrics.jsonl" "$logs/train_metrics.jsonl" && cp "$run/log.txt" "$logs/train_log.txt"
 }
 step train 150 gpu train_run
+
+# --- whole training steps beside HF transformers + PEFT: Llama-3.2-1B shape full and LoRA, 4 rows of 2k packed,
+# then Llama-2-7B LoRA if the deadline allows (the driver skips runs that would start within 60 s of it) ---------
+step train_step 200 gpu "$python" "$root/benchmarks/train_step/train_step_bench.py" --device cuda \
+  --runs llama-3.2-1b:full,llama-3.2-1b:lora,llama-2-7b:lora --rows 4 --seq-len 2048 --steps 10 --warmup 3 \
+  --agora-bin "$build/benchmarks/train_step_bench" --deadline-s $((deadline - SECONDS - 60)) --commit "$commit" \
+  --json "$out/train_step_bench.json"
 
 tar -czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
 echo "gpu-session: done in ${SECONDS}s; files in $out: $(ls "$out" | tr '\n' ' ')"

@@ -26,6 +26,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/headeronly/version.h>
 
+#include "benchmarks/stopwatch.h"
 #include "kernels/loss/cross_entropy.h"
 
 namespace {
@@ -39,41 +40,7 @@ struct Measurement {
   double total_ms() const { return forward_ms + backward_ms; }
 };
 
-// Wall time of `f` on the device: CUDA events on the current stream, or the steady clock on the CPU.
-class Stopwatch {
- public:
-  explicit Stopwatch(bool cuda) : cuda_(cuda) {
-    if (cuda_) {
-      cudaEventCreate(&start_);
-      cudaEventCreate(&stop_);
-    }
-  }
-  ~Stopwatch() {
-    if (cuda_) {
-      cudaEventDestroy(start_);
-      cudaEventDestroy(stop_);
-    }
-  }
-  double Milliseconds(const std::function<void()>& f) {
-    if (!cuda_) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    }
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    cudaEventRecord(start_, stream);
-    f();
-    cudaEventRecord(stop_, stream);
-    cudaEventSynchronize(stop_);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start_, stop_);
-    return ms;
-  }
-
- private:
-  bool cuda_;
-  cudaEvent_t start_{}, stop_{};
-};
+using agora::bench::Stopwatch;
 
 using LossFn = std::function<at::Tensor(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets)>;
 
