@@ -199,7 +199,7 @@ TEST(FlashAttention, PreparesPackedSamplesOnce) {
 }
 
 // A grid past CUDA's 65535 blocks in z is a clear error before any launch (checked before the device, so here).
-TEST(FlashAttention, GridPastCudaLimitsIsAClearError) {
+TEST(FlashAttention, GridPastTheLaunchLimitsIsAClearError) {
   at::manual_seed(4);
   const int64_t samples = 40000;  // x batch 2 = 80000 blocks in z
   at::Tensor q = at::randn({2, 1, samples, 64}).to(at::kBFloat16);
