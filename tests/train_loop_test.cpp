@@ -3,7 +3,8 @@
 //    gradient norm, which are normalised by the step's total trained tokens, not averaged per micro-batch);
 //  - a non-finite loss skips the step (weights and optimizer untouched, counted) or stops the run, as asked;
 //  - activation checkpointing gives the gradients of the plain backward;
-//  - on a GPU, bf16 training (fp32 master weights) follows the CPU's fp32 run to bf16 accuracy.
+//  - on a GPU, bf16 training (fp32 master weights) follows the CPU's fp32 run to bf16 accuracy, and a step
+//    synchronises with the device a few times, the same number every step.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/util/Exception.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -215,6 +218,42 @@ TEST(TrainLoop, Bf16OnCudaFollowsFp32OnTheCpu) {
     const double la = a[i]["loss"], lb = b[i]["loss"];
     EXPECT_NEAR(lb, la, 1e-2 * la) << "step " << i + 1;
   }
+}
+
+// Counts the warnings torch's CUDA sync debug mode raises: one per operation that makes the host wait for the GPU
+// (a .item(), a copy to the host, a copy from pageable host memory).
+class SyncCounter : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("synchroniz") != std::string::npos) ++count;  // "called a synchronizing CUDA operation"
+  }
+  int64_t count = 0;
+};
+
+// A host sync hidden in a per-micro-batch, per-tensor or per-layer interface costs a GPU stall each time and no CPU
+// test shows it. Two runs that differ only in their number of steps differ by a whole number of identical steps:
+// their difference is the syncs of one step, which must stay small (the batch's uploads, the step's one copy of
+// its values, the gradient norm, the loss's target check), whatever the model's number of tensors.
+TEST(TrainLoop, CudaStepsSyncAFewTimesEach) {
+  AGORA_SKIP_WITHOUT_CUDA();
+  SftObjective sft;
+  auto syncs = [&](int64_t steps) {
+    TrainingRun run("cuda_syncs_" + std::to_string(steps), 2, ModelOptions{at::kBFloat16, at::Device(at::kCUDA, 0)});
+    LoopOptions options;
+    options.total_steps = steps;
+    SyncCounter counter;
+    const c10::WarningUtils::WarningHandlerGuard guard(&counter);
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+    const bool ok = run.Train(sft, options).ok();
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+    EXPECT_TRUE(ok);
+    return counter.count;
+  };
+  const int64_t two = syncs(2), four = syncs(4), six = syncs(6);
+  EXPECT_EQ(six - four, four - two) << "steps synchronise a different number of times";
+  const int64_t per_step = (four - two) / 2;
+  EXPECT_GT(per_step, 0);
+  EXPECT_LE(per_step, 16) << "a step synchronises " << per_step << " times";
 }
 
 }  // namespace

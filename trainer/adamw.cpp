@@ -1,6 +1,7 @@
 #include "trainer/adamw.h"
 
 #include <cmath>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -40,14 +41,17 @@ void AdamW::AccumulateGradients() {
 }
 
 double AdamW::GradientNorm() const {
-  double sum_sq = 0.0;
+  std::vector<at::Tensor> grads;
+  grads.reserve(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& g = state_[i].master.defined() ? state_[i].grad32 : params_[i].param.grad();
-    if (!g.defined()) continue;
-    const double n = g.norm().item<double>();
-    sum_sq += n * n;
+    if (g.defined()) grads.push_back(g);
   }
-  return std::sqrt(sum_sq);
+  if (grads.empty()) return 0.0;
+  // One fused launch for every tensor's norm and one device->host copy for the step (a 7B LoRA run has about 290
+  // gradient tensors: a .item() each would stall the GPU as often).
+  const at::Tensor norms = at::stack(at::_foreach_norm(grads)).to(at::kDouble);
+  return std::sqrt(norms.square().sum().item<double>());
 }
 
 void AdamW::ScaleGradients(double factor) {

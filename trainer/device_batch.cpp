@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include "trainer/objective.h"
@@ -23,6 +25,11 @@ DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device) {
   out.sequence_score = at::tensor(batch.sequence_score, at::kFloat).to(device);
   out.num_samples = batch.num_samples;
   out.num_groups = batch.num_groups;
+  // Groups are contiguous runs of sequences (sequence_group is non-decreasing).
+  for (size_t s = 0, run = 0; s < batch.sequence_group.size(); ++s) {
+    run = s > 0 && batch.sequence_group[s] == batch.sequence_group[s - 1] ? run + 1 : 1;
+    out.max_group_size = std::max(out.max_group_size, static_cast<int64_t>(run));
+  }
   out.trained_tokens = batch.trained_tokens;
   out.tokens = out.sample_index.ge(0).sum().item<int64_t>();
   return out;

@@ -1,7 +1,7 @@
 // The seam between the training loop and what is being optimised. The loop knows no objective by name: it asks
 // the objective for the loss of a micro-batch as a SUM and for that sum's denominator, so a step's loss is the
-// sum over its micro-batches divided by the total denominator — exact under gradient accumulation and, later,
-// across data-parallel ranks (a mean of per-micro-batch means would weight short batches too much).
+// sum over its micro-batches divided by the total denominator — exact under gradient accumulation and across
+// data-parallel ranks (a mean of per-micro-batch means would weight short batches too much).
 #pragma once
 
 #include <cstdint>
@@ -30,17 +30,21 @@ struct DeviceBatch {
   at::Tensor sequence_score;  // [num_samples] fp32
   int64_t num_samples = 0;
   int64_t num_groups = 0;
+  int64_t max_group_size = 0;  // sequences in the largest group: known on the host, so shapes need no sync
   int64_t trained_tokens = 0;
   int64_t tokens = 0;  // non-padding tokens
 };
 
 DeviceBatch ToDevice(const PackedBatch& batch, const at::Device& device);
 
+// Everything is a device tensor: the loop turns the step's sums into numbers with one device->host copy per
+// step, where a double here would cost a GPU stall per micro-batch and value.
 struct LossOutput {
-  at::Tensor loss_sum;  // fp32 scalar on the device, differentiable
-  double token_nll_sum = 0.0;  // summed NLL of the trained tokens (evaluation reports it as perplexity)
-  // Extra sums the objective wants logged; like the loss, the loop divides them by the total denominator.
-  std::vector<std::pair<std::string, double>> metrics;
+  at::Tensor loss_sum;       // fp32 scalar on the device, differentiable
+  at::Tensor token_nll_sum;  // scalar on the device: summed NLL of the trained tokens (evaluation's perplexity)
+  // Extra sums (scalars on the device) the objective wants logged; like the loss, the loop divides them by the
+  // total denominator.
+  std::vector<std::pair<std::string, at::Tensor>> metrics;
 };
 
 class Objective {

@@ -41,18 +41,35 @@ DataPosition Advance(DataPosition p, int64_t batches_per_epoch) {
   return p;
 }
 
-// Adds `more` into `sums`, name by name (the objective reports the same names every micro-batch).
-void AddMetrics(std::vector<std::pair<std::string, double>>& sums,
-                const std::vector<std::pair<std::string, double>>& more) {
-  if (sums.empty()) {
-    sums = more;
-    return;
-  }
-  for (size_t i = 0; i < sums.size() && i < more.size(); ++i) sums[i].second += more[i].second;
+// A micro-batch's sums, [loss, token NLL, metrics...], as one fp64 tensor on the device, added into `sums` there:
+// the values reach the host once per step (or evaluation), not once per micro-batch and value.
+void AddSums(at::Tensor& sums, const LossOutput& out) {
+  std::vector<at::Tensor> values = {out.loss_sum.detach().to(at::kDouble), out.token_nll_sum.to(at::kDouble)};
+  for (const auto& [name, value] : out.metrics) values.push_back(value.to(at::kDouble));
+  at::Tensor stacked = at::stack(values);
+  sums = sums.defined() ? sums + stacked : stacked;
 }
 
-void Normalise(std::vector<std::pair<std::string, double>>& sums, int64_t denominator) {
-  for (auto& [name, value] : sums) value /= static_cast<double>(std::max<int64_t>(denominator, 1));
+constexpr int64_t kLossSum = 0, kTokenNllSum = 1, kFirstMetric = 2;
+
+std::vector<std::string> MetricNames(const LossOutput& out) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : out.metrics) names.push_back(name);
+  return names;
+}
+
+// Entry `index` of the host copy of the sums, divided by the denominator.
+double PerUnit(const at::Tensor& host_sums, int64_t index, int64_t denominator) {
+  return host_sums.data_ptr<double>()[index] / static_cast<double>(std::max<int64_t>(denominator, 1));
+}
+
+// The objective's metrics (named as it names them) from the host copy of the sums, per denominator unit.
+std::vector<std::pair<std::string, double>> Metrics(const std::vector<std::string>& names, const at::Tensor& host_sums,
+                                                    int64_t denominator) {
+  std::vector<std::pair<std::string, double>> metrics;
+  for (size_t i = 0; i < names.size(); ++i)
+    metrics.emplace_back(names[i], PerUnit(host_sums, kFirstMetric + static_cast<int64_t>(i), denominator));
+  return metrics;
 }
 
 absl::Status RecordMetrics(LoopParts& parts, const std::string& kind, int64_t step,
@@ -106,24 +123,25 @@ absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objectiv
   } restore{model, was_training};
   const int64_t batches = max_batches > 0 ? std::min(max_batches, data.stats().batches_per_epoch)
                                           : data.stats().batches_per_epoch;
-  double loss_sum = 0.0, nll = 0.0;
+  at::Tensor sums;
+  std::vector<std::string> names;
   int64_t tokens = 0, denominator = 0;
-  EvalResult result;
   for (int64_t b = 0; b < batches; ++b) {
     AGORA_ASSIGN_OR_RETURN(PackedBatch batch, data.Get({0, b}));
     DeviceBatch device_batch = ToDevice(batch, device);
-    LossOutput out = objective.Forward(model, device_batch);
-    loss_sum += out.loss_sum.item<double>();
-    nll += out.token_nll_sum;
-    AddMetrics(result.metrics, out.metrics);
+    const LossOutput out = objective.Forward(model, device_batch);
+    AddSums(sums, out);
+    names = MetricNames(out);
     tokens += device_batch.trained_tokens;
     denominator += objective.Denominator(device_batch);
   }
   if (tokens == 0) return absl::FailedPreconditionError("validation data has no trained token");
-  result.loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
-  result.perplexity = std::exp(nll / static_cast<double>(tokens));
+  const at::Tensor host = sums.cpu();  // the evaluation's one device->host copy
+  EvalResult result;
+  result.loss = PerUnit(host, kLossSum, denominator);
+  result.perplexity = std::exp(PerUnit(host, kTokenNllSum, tokens));
   result.trained_tokens = tokens;
-  Normalise(result.metrics, denominator);
+  result.metrics = Metrics(names, host, denominator);
   return result;
 }
 
@@ -153,24 +171,24 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
     // Data parallel: every rank normalises by the denominator of the whole global step.
     if (parts.data_parallel != nullptr)
       AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepCounts(&denominator, &trained, &tokens));
-    double loss_sum = 0.0;
-    std::vector<std::pair<std::string, double>> objective_metrics;
+    at::Tensor sums;
+    std::vector<std::string> names;
     for (size_t i = 0; i < micro.size(); ++i) {
-      LossOutput out = parts.objective->Forward(parts.model, micro[i]);
+      const LossOutput out = parts.objective->Forward(parts.model, micro[i]);
       at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
       // Gradients are reduced over ranks during the last micro-batch's backward only.
       if (parts.data_parallel != nullptr) parts.data_parallel->BeforeBackward(i + 1 == micro.size());
       loss.backward();
       if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterBackward());
       parts.optimizer->AccumulateGradients();
-      loss_sum += out.loss_sum.item<double>();
-      AddMetrics(objective_metrics, out.metrics);
+      AddSums(sums, out);
+      names = MetricNames(out);
     }
     // Data parallel: the step's loss and metric sums over every rank.
-    if (parts.data_parallel != nullptr)
-      AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepValues(&loss_sum, objective_metrics));
-    Normalise(objective_metrics, denominator);
-    const double loss = loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+    if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepValues(sums));
+    const at::Tensor host_sums = sums.cpu();  // the step's one device->host copy of its values
+    const std::vector<std::pair<std::string, double>> objective_metrics = Metrics(names, host_sums, denominator);
+    const double loss = PerUnit(host_sums, kLossSum, denominator);
     const double grad_norm = parts.optimizer->GradientNorm();
 
     const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);

@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
       mean.backward();
       optimizer.AccumulateGradients();
       optimizer.Step(lr);
-      loss = out.token_nll_sum / denominator;
+      loss = out.token_nll_sum.item<double>() / denominator;  // one sync a step, as HF's loss.item()
     });
     if (step >= warmup) step_ms.push_back(ms);
     losses.push_back(loss);  // every step's, warm-up included: the curve starts from the untrained model

@@ -203,7 +203,8 @@ def run_pair(args, shape, mode, workdir, gpu_name):
 
 
 def print_table(runs):
-    header = f"{'run':<22} {'framework':<9} {'step ms':>9} {'tokens/s':>10} {'peak MiB':>9} {'loss first -> last':>20} {'MFU':>6}"
+    header = (f"{'run':<22} {'framework':<9} {'step ms':>9} {'tokens/s':>10} {'peak MiB':>9} "
+              f"{'loss first -> last':>20} {'MFU':>6}")
     print(header)
     print("-" * len(header))
     for r in runs:

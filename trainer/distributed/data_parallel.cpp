@@ -62,14 +62,10 @@ absl::Status DataParallel::SumCounts(std::initializer_list<int64_t*> values) {
   return absl::OkStatus();
 }
 
-absl::Status DataParallel::SumStepValues(double* loss_sum, std::vector<std::pair<std::string, double>>& metrics) {
-  std::vector<double> host = {*loss_sum};
-  for (const auto& [name, value] : metrics) host.push_back(value);
-  at::Tensor t = at::tensor(host, at::kDouble).to(comm_->device());
+absl::Status DataParallel::SumStepValues(at::Tensor& sums) {
+  at::Tensor t = sums.to(comm_->device()).contiguous();
   AGORA_RETURN_IF_ERROR(comm_->Sum(t));
-  t = t.cpu();
-  *loss_sum = t[0].item<double>();
-  for (size_t i = 0; i < metrics.size(); ++i) metrics[i].second = t[static_cast<int64_t>(i) + 1].item<double>();
+  sums = t.to(sums.device());
   return absl::OkStatus();
 }
 

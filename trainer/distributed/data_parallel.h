@@ -41,9 +41,10 @@ class DataParallel {
   // Replaces the step's local counts by their sums over the ranks (exact: int64). The first call logs this
   // rank's share of the denominator.
   absl::Status SumStepCounts(int64_t* denominator, int64_t* trained_tokens, int64_t* tokens);
-  // Replaces the step's loss sum and the objective's metric sums (the same names on every rank) by their sums
-  // over the ranks, in one collective: rank 0 logs the global step.
-  absl::Status SumStepValues(double* loss_sum, std::vector<std::pair<std::string, double>>& metrics);
+  // Replaces the step's value sums ([loss, objective metrics...] in the same order on every rank, fp64, on the
+  // training device) by their sums over the ranks, in one collective and without a host copy: rank 0 logs the
+  // global step.
+  absl::Status SumStepValues(at::Tensor& sums);
   // Whether any rank says yes (a preemption signal reached some rank: all stop at the same step).
   absl::StatusOr<bool> AnyRank(bool yes);
 

@@ -36,11 +36,11 @@ LossOutput DpoObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& bat
   at::Tensor rejected = beta_ * (pi.select(1, 1) - ref.select(1, 1));
   at::Tensor margin = chosen - rejected;
   return LossOutput{loss_sum,
-                    token_nll.sum().item<double>(),
-                    {{"chosen_reward", chosen.sum().item<double>()},
-                     {"rejected_reward", rejected.sum().item<double>()},
-                     {"reward_margin", margin.sum().item<double>()},
-                     {"reward_accuracy", margin.gt(0).sum().item<double>()}}};
+                    token_nll.sum().detach(),
+                    {{"chosen_reward", chosen.sum()},
+                     {"rejected_reward", rejected.sum()},
+                     {"reward_margin", margin.sum()},
+                     {"reward_accuracy", margin.gt(0).sum()}}};
 }
 
 }  // namespace agora

@@ -22,7 +22,7 @@ GroupedValues ByGroup(const at::Tensor& per_sequence, const DeviceBatch& batch, 
   at::Tensor sizes = at::bincount(group, /*weights=*/{}, batch.num_groups);
   at::Tensor first = sizes.cumsum(0) - sizes;
   at::Tensor member = at::arange(batch.num_samples, group.options()) - first.index_select(0, group);
-  const int64_t k = batch.num_samples == 0 ? 0 : member.max().item<int64_t>() + 1;
+  const int64_t k = batch.max_group_size;
   at::Tensor flat = group * k + member;
   at::Tensor values = at::full({batch.num_groups * k}, fill, per_sequence.options()).index_put({flat}, per_sequence);
   at::Tensor valid = at::zeros({batch.num_groups * k}, per_sequence.options().dtype(at::kBool))

@@ -20,7 +20,7 @@ at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch) {
 
 LossOutput SftObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& batch) {
   at::Tensor loss_sum = PackedTokenNll(model, batch).sum();
-  return LossOutput{loss_sum, loss_sum.item<double>(), {}};
+  return LossOutput{loss_sum, loss_sum.detach(), {}};
 }
 
 }  // namespace agora

@@ -25,10 +25,10 @@ LossOutput StableAlignmentObjective::Forward(LlamaForCausalLM& model, const Devi
   at::Tensor gap = at::where(n_others.gt(0), mean_others - ce.values.gather(1, best).squeeze(1),
                              at::zeros_like(mean_others));
   return LossOutput{loss_sum,
-                    token_nll.sum().item<double>(),
-                    {{"ce_best", ce.values.gather(1, best).sum().item<double>()},
-                     {"penalty", penalty.sum().item<double>()},
-                     {"nll_gap", gap.sum().item<double>()}}};
+                    token_nll.sum().detach(),
+                    {{"ce_best", ce.values.gather(1, best).sum()},
+                     {"penalty", penalty.sum()},
+                     {"nll_gap", gap.sum()}}};
 }
 
 }  // namespace agora
