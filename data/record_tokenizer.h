@@ -1,7 +1,7 @@
 // How one training record becomes the token sequences an objective sees. A conversation gives one sequence; a
 // Stable Alignment group gives up to K responses to its query; a preference pair gives chosen then rejected. Each
 // sequence has labels (the tokens its loss trains) and a score, and each method's template and masking follow the
-// method's own code (../shared/notes/seeds.md):
+// method's own published code:
 //
 // conversation (messages, prompt_response, sharegpt): the chat template (data/chat_template.h); score 0.
 //

@@ -1,5 +1,5 @@
-// The tokenizer interface every model folder's tokenizer implements (sentencepiece now, tokenizer.json BPE
-// later), and the factory that picks one from what the folder holds.
+// The tokenizer interface every model folder's tokenizer implements (sentencepiece's tokenizer.model, a
+// tokenizer.json byte-level BPE), and the factory that picks one from what the folder holds.
 #pragma once
 
 #include <cstdint>

@@ -1,12 +1,13 @@
 // The one explicit adapter between Agora's module tree and Hugging Face's LlamaForCausalLM state dict.
 //
 // Agora names its submodules exactly as transformers does, so parameter names map one to one; what this
-// adapter adds is the knowledge of which HF tensors exist for a config, which ones a checkpoint may carry that
-// Agora does not keep, and which Agora parameters are not written (the tied lm_head).
+// adapter adds is the knowledge of which tensors a checkpoint may carry that Agora does not keep, and which Agora
+// parameters are not written (the tied lm_head, LoRA adapters).
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -15,14 +16,6 @@
 #include "models/llama.h"
 
 namespace agora {
-
-struct HfTensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-};
-
-// Every tensor a transformers LlamaForCausalLM checkpoint of this config holds, in module order.
-std::vector<HfTensorSpec> ExpectedHfTensors(const LlamaConfig& config);
 
 // Tensors some checkpoints carry that hold nothing Agora needs: the rotary `inv_freq` buffers older
 // transformers saved, and `lm_head.weight` in a tied checkpoint (it equals the embedding).

@@ -196,7 +196,7 @@ TEST_F(ChatTemplateTest, TrainedTokensAreTheAnswersAndEos) {
   }
 }
 
-// Required by the issue: shows, token by token, what one llama2 example trains ("T") and ignores (".").
+// For a reader of the test log: shows, token by token, what one llama2 example trains ("T") and ignores (".").
 TEST_F(ChatTemplateTest, PrintsWhichTokensOneExampleTrains) {
   const nlohmann::json& c = Case("system_multi_turn");
   ASSERT_TRUE(c.contains("messages"));

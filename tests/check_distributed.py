@@ -1,4 +1,4 @@
-"""Data parallelism of `agora train` with real processes on the CPU (Gloo), the issue's distributed tests.
+"""Data parallelism of `agora train` with real processes on the CPU (Gloo), run by ctest (label "distributed").
 
 Usage: python check_distributed.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=value ...]
 

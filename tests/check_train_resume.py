@@ -1,4 +1,5 @@
-"""Exact resume, crash safety and preemption of `agora train`, as processes (the issue's three checkpoint tests).
+"""Exact resume, crash safety and preemption of `agora train`, as processes: exact resume, kill -9 during a
+save, SIGTERM.
 
 Usage: python check_train_resume.py AGORA_BINARY SOURCE_DIR WORK_DIR {exact|kill9|sigterm} [key=value ...]
 
