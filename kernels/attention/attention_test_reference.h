@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "kernels/attention/flash_attention_params.h"
+#include "tests/test_util.h"
 
 namespace agora::kernels::testing {
 
@@ -36,7 +37,8 @@ inline Inputs RandomInputs(const Case& c, at::ScalarType dtype, const at::Device
   return x;
 }
 
-inline Strides StridesOf(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+// The strides of a tensor laid out [B, S, H, D] (the inputs above), for FlashAttentionParams.
+inline Strides BshdStrides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
 // The float64 answer: out [B, S, Hq, D], lse [B, Hq, S], dq/dk/dv like q/k/v.
 struct Expected {
@@ -77,11 +79,8 @@ inline Expected MathAttention64(const Case& c, const Inputs& x, double scale) {
   return e;
 }
 
-// max |actual - expected| / max |expected| in float64.
-inline double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
-  at::Tensor a = actual.to(at::kCPU, at::kDouble), e = expected.to(at::kCPU, at::kDouble);
-  return (a - e).abs().max().item<double>() / e.abs().max().item<double>();
-}
+// The correctness bar's error measure, shared with every other test.
+using ::agora::testing::RelativeError;
 
 // Every shape the tests sweep for one head dim: grouped-query and plain heads, lengths that are not multiples of
 // any tile, a ragged packed batch (one sample shorter than a tile, one of a single token, one spanning tiles).

@@ -54,12 +54,14 @@ void CheckInputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, 
               "FlashAttention: batch ", q.size(0), " x ", samples.count, " packed samples and ", q.size(1),
               " query heads: the kernels' grid needs both within CUDA's limit of ", kMaxGridBlocksYZ,
               " blocks; pack the samples into one row or split the batch");
-  TORCH_CHECK(!samples.device_offsets.defined() || samples.device_offsets.device() == q.device(), "FlashAttention: the packed ",
-              "samples' offsets are on ", samples.device_offsets.device(), " but q is on ", q.device());
+  TORCH_CHECK(!samples.device_offsets.defined() || samples.device_offsets.device() == q.device(),
+              "FlashAttention: the packed samples' offsets are on ", samples.device_offsets.device(), " but q is on ",
+              q.device());
   TORCH_CHECK(q.is_cuda(), "FlashAttention: q must be a CUDA tensor, got one on ", q.device());
 }
 
-Strides StridesOf(const at::Tensor& t) { return {t.stride(0), t.stride(2), t.stride(1)}; }
+// The strides of a tensor seen as [B, H, S, D] (the binding's shapes), for FlashAttentionParams.
+Strides BhsdStrides(const at::Tensor& t) { return {t.stride(0), t.stride(2), t.stride(1)}; }
 
 FlashAttentionParams Pack(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples,
                           bool causal, double scale) {
@@ -67,9 +69,9 @@ FlashAttentionParams Pack(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
-  p.q_strides = StridesOf(q);
-  p.k_strides = StridesOf(k);
-  p.v_strides = StridesOf(v);
+  p.q_strides = BhsdStrides(q);
+  p.k_strides = BhsdStrides(k);
+  p.v_strides = BhsdStrides(v);
   p.batch = static_cast<int>(q.size(0));
   p.heads_q = static_cast<int>(q.size(1));
   p.heads_kv = static_cast<int>(k.size(1));
@@ -114,8 +116,8 @@ void CheckLse(const at::Tensor& lse, const at::Tensor& q) {
               "] tensor on ", q.device());
 }
 
-void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples, bool causal,
-                 double scale, const at::Tensor& out, const at::Tensor& lse) {
+void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const PackedSamples& samples,
+                 bool causal, double scale, const at::Tensor& out, const at::Tensor& lse) {
   CheckLayout(q, "q");
   CheckLayout(k, "k");
   CheckLayout(v, "v");
@@ -123,14 +125,14 @@ void ForwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, 
   CheckLse(lse, q);
   FlashAttentionParams p = Pack(q, k, v, samples, causal, scale);
   p.o = out.data_ptr();
-  p.o_strides = StridesOf(out);
+  p.o_strides = BhsdStrides(out);
   p.lse = lse.data_ptr<float>();
   Launch(/*forward=*/true, q, p);
 }
 
 void BackwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-                  const at::Tensor& lse, const at::Tensor& dout, const PackedSamples& samples, bool causal, double scale,
-                  const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
+                  const at::Tensor& lse, const at::Tensor& dout, const PackedSamples& samples, bool causal,
+                  double scale, const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
   CheckLayout(q, "q");
   CheckLayout(k, "k");
   CheckLayout(v, "v");
@@ -145,16 +147,16 @@ void BackwardImpl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   at::Tensor dq_accum = at::zeros({q.size(0), q.size(2), q.size(1), q.size(3)}, q.options().dtype(at::kFloat));
   FlashAttentionParams p = Pack(q, k, v, samples, causal, scale);
   p.o = out.data_ptr();
-  p.o_strides = StridesOf(out);
+  p.o_strides = BhsdStrides(out);
   p.lse = lse.data_ptr<float>();
   p.dout = dout.data_ptr();
-  p.dout_strides = StridesOf(dout);
+  p.dout_strides = BhsdStrides(dout);
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dv = dv.data_ptr();
-  p.dq_strides = StridesOf(dq);
-  p.dk_strides = StridesOf(dk);
-  p.dv_strides = StridesOf(dv);
+  p.dq_strides = BhsdStrides(dq);
+  p.dk_strides = BhsdStrides(dk);
+  p.dv_strides = BhsdStrides(dv);
   p.delta = delta.data_ptr<float>();
   p.dq_accum = dq_accum.data_ptr<float>();
   Launch(/*forward=*/false, q, p);
