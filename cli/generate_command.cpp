@@ -27,7 +27,7 @@ ABSL_FLAG(int64_t, max_new_tokens, 64, "tokens to generate per prompt at most");
 ABSL_FLAG(double, temperature, 0.0, "sampling temperature; 0 decodes greedily");
 ABSL_FLAG(int64_t, top_k, 0, "sample among the k most likely tokens (0: all)");
 ABSL_FLAG(double, top_p, 1.0, "sample among the most likely tokens holding this much probability");
-ABSL_FLAG(uint64_t, seed, 0, "seed of the sampler");
+ABSL_FLAG(uint64_t, seed, 0, "generate: the sampler's seed; data sandbox-to-groups: the seed of the entries kept");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda[:N]");
 ABSL_FLAG(std::string, dtype, "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16");
 
