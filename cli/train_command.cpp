@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "trainer/recipe.h"
-#include "trainer/sft_recipe.h"
+#include "trainer/run_training.h"
 
 ABSL_FLAG(std::string, config, "", "recipe YAML file (see recipes/); key=value arguments override its keys");
 
@@ -29,7 +29,7 @@ int RunTrain(const std::vector<char*>& positional_args) {
     std::fprintf(stderr, "agora train: %s\n", std::string(recipe.status().message()).c_str());
     return 2;
   }
-  absl::StatusOr<LoopEnd> end = RunSftRecipe(*recipe, isatty(STDERR_FILENO) == 1);
+  absl::StatusOr<LoopEnd> end = RunTraining(*recipe, isatty(STDERR_FILENO) == 1);
   if (!end.ok()) {
     std::fprintf(stderr, "agora train: %s\n", std::string(end.status().message()).c_str());
     return 1;

@@ -47,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "data/jsonl_dataset.h"
 #include "data/tokenizer.h"
+#include "util/ignore_label.h"
 
 namespace agora {
 
@@ -54,9 +55,6 @@ enum class ChatTemplateKind { kLlama2, kLlama3, kPlain, kVicuna };
 // "llama2", "llama3", "plain", "vicuna".
 absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name);
 std::string ChatTemplateName(ChatTemplateKind kind);
-
-// The label of a token the loss ignores (PyTorch's cross_entropy ignore_index default).
-inline constexpr int32_t kIgnoreLabel = -100;
 
 struct TokenizedSample {
   std::vector<int32_t> ids;

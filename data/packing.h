@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "data/chat_template.h"
-#include "data/sft_data.h"
+#include "data/training_data.h"
 
 namespace agora {
 

@@ -29,7 +29,6 @@ namespace fs = std::filesystem;
 using agora::testing::RelativeError;
 using ::testing::HasSubstr;
 using loss::CrossEntropyOptions;
-using loss::kIgnoreIndex;
 
 struct Case {
   int64_t rows, dim, vocab;
@@ -49,7 +48,7 @@ Inputs RandomInputs(const Case& c, at::ScalarType dtype, const at::Device& devic
   in.hidden = at::randn({c.rows, c.dim}, gen, at::kFloat);
   in.weight = at::randn({c.vocab, c.dim}, gen, at::kFloat) * (2.0 / std::sqrt(static_cast<double>(c.dim)));
   in.targets = at::randint(0, c.vocab, {c.rows}, gen, at::kLong);
-  in.targets.masked_fill_(at::rand({c.rows}, gen) < c.ignored_fraction, kIgnoreIndex);
+  in.targets.masked_fill_(at::rand({c.rows}, gen) < c.ignored_fraction, kIgnoreLabel);
   in.g_loss = at::randn({c.rows}, gen, at::kFloat);
   in.g_logprob = at::randn({c.rows}, gen, at::kFloat);
   in.hidden = in.hidden.to(device, dtype);
@@ -68,10 +67,10 @@ Results Float64Reference(const Inputs& in, const CrossEntropyOptions& o) {
   const at::Tensor h = in.hidden.to(at::kCPU, at::kDouble).detach().requires_grad_();
   const at::Tensor w = in.weight.to(at::kCPU, at::kDouble).detach().requires_grad_();
   const at::Tensor targets = in.targets.cpu();
-  const at::Tensor valid = targets.ne(kIgnoreIndex);
+  const at::Tensor valid = targets.ne(kIgnoreLabel);
   const at::Tensor logits = at::mm(h, w.t());
   const at::Tensor lse = logits.logsumexp(1);
-  const at::Tensor loss = at::cross_entropy_loss(logits, targets, {}, at::Reduction::None, kIgnoreIndex,
+  const at::Tensor loss = at::cross_entropy_loss(logits, targets, {}, at::Reduction::None, kIgnoreLabel,
                                                  o.label_smoothing) +
                           o.z_loss * at::where(valid, lse * lse, 0);
   const at::Tensor logprob =
@@ -170,7 +169,7 @@ TEST(LinearCrossEntropyCpu, MeanOverTargetsIsTorchsMeanReduction) {
   const at::Tensor h = in.hidden.detach().requires_grad_(), w = in.weight.detach().requires_grad_();
   loss::MeanOverTargets(loss::LinearCrossEntropy(h, w, in.targets, c.options).loss, in.targets).backward();
   const at::Tensor h64 = in.hidden.to(at::kDouble).requires_grad_(), w64 = in.weight.to(at::kDouble).requires_grad_();
-  const at::Tensor want = at::cross_entropy_loss(at::mm(h64, w64.t()), in.targets, {}, at::Reduction::Mean, kIgnoreIndex);
+  const at::Tensor want = at::cross_entropy_loss(at::mm(h64, w64.t()), in.targets, {}, at::Reduction::Mean, kIgnoreLabel);
   want.backward();
   EXPECT_LE(RelativeError(h.grad(), h64.grad()), 1e-5);
   EXPECT_LE(RelativeError(w.grad(), w64.grad()), 1e-5);
@@ -210,14 +209,14 @@ TEST(CrossEntropyCpu, OverLogitsMatchesFloat64TorchInPlaceOrNot) {
 TEST(CrossEntropyCpu, InPlaceOverLogitsAnotherNodeSavedFailsLoudly) {
   const at::Tensor x = at::randn({4, 10}).requires_grad_();
   const at::Tensor logits = x.exp();  // exp saves its result for backward
-  const at::Tensor targets = at::tensor(std::vector<int64_t>{1, 2, kIgnoreIndex, 9});
+  const at::Tensor targets = at::tensor(std::vector<int64_t>{1, 2, kIgnoreLabel, 9});
   const at::Tensor l = loss::CrossEntropy(logits, targets, {}, /*in_place=*/true).loss.sum();
   EXPECT_THAT([&] { l.backward(); }, ::testing::ThrowsMessage<c10::Error>(HasSubstr("modified by an inplace operation")));
 }
 
 TEST(LossInputs, BadInputsGiveClearErrors) {
   const at::Tensor h = at::randn({3, 8}), w = at::randn({10, 8});
-  const at::Tensor ok = at::tensor(std::vector<int64_t>{1, kIgnoreIndex, 9});
+  const at::Tensor ok = at::tensor(std::vector<int64_t>{1, kIgnoreLabel, 9});
   auto error = [](auto&& f) {
     try {
       f();
@@ -248,7 +247,7 @@ TEST(HeadTokenNll, FusedEqualsTorchWithTiedEmbeddings) {
   const at::Tensor table = at::randn({300, 32}, gen).mul_(0.2);
   const at::Tensor ids = at::randint(0, 300, {45}, gen, at::kLong);
   at::Tensor targets = at::randint(0, 300, {45}, gen, at::kLong);
-  targets.masked_fill_(at::rand({45}, gen) < 0.3, kIgnoreIndex);
+  targets.masked_fill_(at::rand({45}, gen) < 0.3, kIgnoreLabel);
   std::vector<at::Tensor> nll, grads;
   for (HeadLoss how : {HeadLoss::kTorch, HeadLoss::kFused}) {
     const at::Tensor w = table.clone().requires_grad_();
@@ -258,7 +257,7 @@ TEST(HeadTokenNll, FusedEqualsTorchWithTiedEmbeddings) {
     grads.push_back(w.grad());
   }
   EXPECT_LE(RelativeError(nll[1], nll[0]), 1e-5);
-  EXPECT_EQ(nll[1].masked_select(targets.eq(kIgnoreIndex)).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(nll[1].masked_select(targets.eq(kIgnoreLabel)).abs().sum().item<double>(), 0.0);
   EXPECT_LE(RelativeError(grads[1], grads[0]), 1e-5);
 }
 
@@ -362,9 +361,9 @@ TEST(CrossEntropyGpu, OverLogitsMatchesFloat64TorchInEveryDtype) {
         (out.loss * in.g_loss).sum().backward();
         const at::Tensor x64 = logits.cpu().to(at::kDouble).requires_grad_();
         const at::Tensor t = in.targets.cpu();
-        const at::Tensor valid = t.ne(kIgnoreIndex);
+        const at::Tensor valid = t.ne(kIgnoreLabel);
         const at::Tensor lse = x64.logsumexp(1);
-        const at::Tensor want = at::cross_entropy_loss(x64, t, {}, at::Reduction::None, kIgnoreIndex,
+        const at::Tensor want = at::cross_entropy_loss(x64, t, {}, at::Reduction::None, kIgnoreLabel,
                                                        c.options.label_smoothing) +
                                 c.options.z_loss * at::where(valid, lse * lse, 0);
         (want * in.g_loss.cpu().to(at::kDouble)).sum().backward();
@@ -385,7 +384,7 @@ TEST(HeadTokenNllGpu, FusedEqualsTorchOnTheTinyModelInBFloat16) {
   LlamaForCausalLM model = loaded->model;
   const at::Tensor hidden = at::randn({300, model->config().hidden_size}, at::device(at::kCUDA).dtype(at::kBFloat16));
   at::Tensor targets = at::randint(0, model->config().vocab_size, {300}, at::device(at::kCUDA).dtype(at::kLong));
-  targets.masked_fill_(at::rand({300}, at::kCUDA) < 0.25, kIgnoreIndex);
+  targets.masked_fill_(at::rand({300}, at::kCUDA) < 0.25, kIgnoreLabel);
   const at::Tensor fused = HeadTokenNll(hidden, model->head_weight(), targets, HeadLoss::kFused);
   const at::Tensor reference = HeadTokenNll(hidden.to(at::kDouble), model->head_weight().to(at::kDouble), targets,
                                             HeadLoss::kTorch);

@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "data/sentencepiece_tokenizer.h"
-#include "data/sft_data.h"
+#include "data/training_data.h"
 
 namespace agora {
 namespace {
@@ -106,14 +106,14 @@ class LoaderTest : public ::testing::Test {
     return path;
   }
 
-  std::unique_ptr<SftDataLoader> Open(const SftDataOptions& options) {
-    auto loader = SftDataLoader::Open(options, tokenizer_);
+  std::unique_ptr<TrainingDataLoader> Open(const TrainingDataOptions& options) {
+    auto loader = TrainingDataLoader::Open(options, tokenizer_);
     EXPECT_TRUE(loader.ok()) << loader.status();
     return loader.ok() ? std::move(*loader) : nullptr;
   }
 
   // The dataset records of one epoch in the order this loader yields them.
-  static std::vector<int32_t> EpochSamples(const SftDataLoader& loader, int64_t epoch) {
+  static std::vector<int32_t> EpochSamples(const TrainingDataLoader& loader, int64_t epoch) {
     std::vector<int32_t> out;
     for (int64_t b = 0; b < loader.stats().batches_per_epoch; ++b) {
       auto batch = loader.Get({epoch, b});
@@ -141,7 +141,7 @@ std::vector<int32_t> Iota(int n) {
 }
 
 TEST_F(LoaderTest, EverySampleOncePerEpochInASeededOrder) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(40);
   o.max_seq_len = 64;
   o.batch_rows = 3;
@@ -160,7 +160,7 @@ TEST_F(LoaderTest, EverySampleOncePerEpochInASeededOrder) {
 }
 
 TEST_F(LoaderTest, PackedBatchesFillRowsAndKeepSamplesApart) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(40);
   o.max_seq_len = 64;
   o.batch_rows = 2;
@@ -188,7 +188,7 @@ TEST_F(LoaderTest, PackedBatchesFillRowsAndKeepSamplesApart) {
 }
 
 TEST_F(LoaderTest, DataParallelShardsAreDisjointWithEqualBatchCounts) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(37);
   o.max_seq_len = 48;
   o.batch_rows = 2;
@@ -208,7 +208,7 @@ TEST_F(LoaderTest, DataParallelShardsAreDisjointWithEqualBatchCounts) {
 }
 
 TEST_F(LoaderTest, PaddingModePadsToTheLongestRowOfTheBatch) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(10);
   o.max_seq_len = 256;
   o.batch_rows = 4;
@@ -237,7 +237,7 @@ TEST_F(LoaderTest, PaddingModePadsToTheLongestRowOfTheBatch) {
 }
 
 TEST_F(LoaderTest, TruncationKeepsTheBeginningAndUntrainedSamplesAreDropped) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(14);
   o.shuffle = false;
   o.packing = false;
@@ -247,7 +247,7 @@ TEST_F(LoaderTest, TruncationKeepsTheBeginningAndUntrainedSamplesAreDropped) {
   o.max_seq_len = 26;
   auto loader = Open(o);
   ASSERT_NE(loader, nullptr);
-  const SftDataStats& s = loader->stats();
+  const TrainingDataStats& s = loader->stats();
   EXPECT_EQ(s.records, 14);
   EXPECT_EQ(s.samples + s.dropped_untrained, 14);
   EXPECT_GT(s.dropped_untrained, 0);
@@ -274,9 +274,9 @@ TEST_F(LoaderTest, TruncationKeepsTheBeginningAndUntrainedSamplesAreDropped) {
 }
 
 TEST_F(LoaderTest, MalformedLinesNameFileAndLineOrAreSkippedAndCounted) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(6, R"({"messages": [{"role": "robot", "content": "beep"}]})");
-  auto failed = SftDataLoader::Open(o, tokenizer_);
+  auto failed = TrainingDataLoader::Open(o, tokenizer_);
   ASSERT_FALSE(failed.ok());
   EXPECT_THAT(std::string(failed.status().message()), HasSubstr(o.path.string() + ":4: "));
   EXPECT_THAT(std::string(failed.status().message()), HasSubstr("robot"));
@@ -288,14 +288,14 @@ TEST_F(LoaderTest, MalformedLinesNameFileAndLineOrAreSkippedAndCounted) {
 }
 
 TEST_F(LoaderTest, OutOfRangePositionsAreErrors) {
-  SftDataOptions o;
+  TrainingDataOptions o;
   o.path = WriteConversations(5);
   auto loader = Open(o);
   ASSERT_NE(loader, nullptr);
   EXPECT_EQ(loader->Get({0, loader->stats().batches_per_epoch}).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(loader->Get({0, -1}).status().code(), absl::StatusCode::kOutOfRange);
   o.rank = 1;  // world_size 1
-  EXPECT_EQ(SftDataLoader::Open(o, tokenizer_).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TrainingDataLoader::Open(o, tokenizer_).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

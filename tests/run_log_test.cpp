@@ -18,7 +18,7 @@
 
 #include "nlohmann/json.hpp"
 #include "trainer/metrics_log.h"
-#include "trainer/progress.h"
+#include "trainer/run_log.h"
 #include "trainer/tensorboard_writer.h"
 #include "util/crc32c.h"
 

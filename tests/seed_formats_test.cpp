@@ -12,7 +12,7 @@
 
 #include "data/record_tokenizer.h"
 #include "data/sandbox_groups.h"
-#include "data/sft_data.h"
+#include "data/training_data.h"
 #include "util/read_file.h"
 
 namespace agora {
@@ -231,22 +231,22 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(SeedFormats, GroupFormatsRefusePacking) {
-  SftDataOptions options;
+  TrainingDataOptions options;
   options.path = kSeeds / "preference/train.jsonl";
   options.packing = true;
-  auto loader = SftDataLoader::Open(options, TinyTokenizer());
+  auto loader = TrainingDataLoader::Open(options, TinyTokenizer());
   ASSERT_FALSE(loader.ok());
   EXPECT_NE(std::string(loader.status().message()).find("need data.packing=false"), std::string::npos)
       << loader.status();
 }
 
 TEST(SeedFormats, LoaderKeepsEachGroupInOneRowWithItsScores) {
-  SftDataOptions options;
+  TrainingDataOptions options;
   options.path = kSeeds / "sandbox_groups/train.json";
   options.packing = false;
   options.batch_rows = 3;
   options.max_seq_len = 256;
-  auto loader = SftDataLoader::Open(options, TinyTokenizer());
+  auto loader = TrainingDataLoader::Open(options, TinyTokenizer());
   ASSERT_TRUE(loader.ok()) << loader.status();
   EXPECT_EQ((*loader)->format(), RecordFormat::kSandboxGroups);
   auto batch = (*loader)->Get({0, 0});

@@ -64,13 +64,13 @@ struct TrainingRun {
     const fs::path model_dir = kSource / "assets/tiny-llama";
     auto tokenizer = LoadTokenizer(model_dir);
     EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
-    SftDataOptions o;
+    TrainingDataOptions o;
     o.path = kSource / "assets/data/sandbox_demo/train.jsonl";
     o.format = RecordFormat::kMessages;
     o.max_seq_len = 128;
     o.batch_rows = batch_rows;
     o.seed = 11;
-    auto loader = SftDataLoader::Open(o, std::shared_ptr<const Tokenizer>(std::move(*tokenizer)));
+    auto loader = TrainingDataLoader::Open(o, std::shared_ptr<const Tokenizer>(std::move(*tokenizer)));
     EXPECT_TRUE(loader.ok()) << loader.status();
     data = std::move(*loader);
     auto loaded = LoadModel(model_dir, model_options);
@@ -111,7 +111,7 @@ struct TrainingRun {
 
   at::Device device;
   fs::path dir;
-  std::unique_ptr<SftDataLoader> data;
+  std::unique_ptr<TrainingDataLoader> data;
   LlamaForCausalLM model{nullptr};
   std::unique_ptr<AdamW> optimizer;
   std::unique_ptr<CheckpointManager> checkpoints;

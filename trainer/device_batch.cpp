@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "trainer/objective.h"
+#include "trainer/device_batch.h"
 
 namespace agora {
 namespace {

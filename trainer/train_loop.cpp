@@ -110,7 +110,7 @@ absl::Status RunEval(const LoopOptions& options, LoopParts& parts, const Trainer
 
 }  // namespace
 
-absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const SftDataLoader& data,
+absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const TrainingDataLoader& data,
                                     int64_t max_batches, const at::Device& device) {
   at::NoGradGuard no_grad;
   // Evaluation mode (no dropout) for the duration; the training mode the caller had comes back afterwards.

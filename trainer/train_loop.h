@@ -1,19 +1,19 @@
 // The training loop, objective-agnostic: gather a step's micro-batches, forward/backward each through the
 // objective (loss sums divided by the step's total denominator), clip, check for non-finite values, update,
 // then log, evaluate and checkpoint on schedule, and stop cleanly on preemption. It owns nothing: the recipe
-// code (trainer/sft_recipe.cpp) builds the parts and hands them in.
+// code (trainer/run_training.cpp) builds the parts and hands them in.
 #pragma once
 
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "data/sft_data.h"
+#include "data/training_data.h"
 #include "models/llama.h"
 #include "trainer/adamw.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_log.h"
 #include "trainer/objective.h"
-#include "trainer/progress.h"
+#include "trainer/run_log.h"
 #include "trainer/tensorboard_writer.h"
 #include "trainer/training_checkpoint.h"
 
@@ -41,8 +41,8 @@ struct LoopParts {
   LlamaForCausalLM model{nullptr};
   Objective* objective = nullptr;
   AdamW* optimizer = nullptr;
-  const SftDataLoader* train = nullptr;
-  const SftDataLoader* validation = nullptr;  // may be null
+  const TrainingDataLoader* train = nullptr;
+  const TrainingDataLoader* validation = nullptr;  // may be null
   const CheckpointManager* checkpoints = nullptr;  // null on data-parallel ranks other than 0
   RunLog* log = nullptr;
   MetricsLog* metrics = nullptr;                  // null on data-parallel ranks other than 0
@@ -66,7 +66,7 @@ struct EvalResult {
   std::vector<std::pair<std::string, double>> metrics;  // the objective's, per denominator unit
 };
 // Validation over the first `max_batches` batches of epoch 0 (all when 0), without gradients, in eval mode.
-absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const SftDataLoader& data,
+absl::StatusOr<EvalResult> Evaluate(LlamaForCausalLM& model, Objective& objective, const TrainingDataLoader& data,
                                     int64_t max_batches, const at::Device& device);
 
 }  // namespace agora

@@ -19,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data/sft_data.h"
+#include "data/training_data.h"
 #include "models/llama.h"
 #include "models/lora.h"
 #include "trainer/adamw.h"

@@ -50,7 +50,7 @@ at::Tensor AgoraLoss(const at::Tensor& hidden, const at::Tensor& weight, const a
 
 at::Tensor TorchLoss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets) {
   return at::cross_entropy_loss(at::linear(hidden, weight).to(at::kFloat), targets, {}, at::Reduction::Mean,
-                                agora::loss::kIgnoreIndex);
+                                agora::kIgnoreLabel);
 }
 
 double Median(std::vector<double> v) {
@@ -68,7 +68,7 @@ std::optional<Measurement> Measure(const LossFn& loss_fn, const Shape& s, const 
     const at::Tensor hidden = at::randn({s.n, s.d}, bf16).requires_grad_();
     const at::Tensor weight = (at::randn({s.v, s.d}, bf16) * (1.0 / std::sqrt(static_cast<double>(s.d)))).requires_grad_();
     at::Tensor targets = at::randint(0, s.v, {s.n}, at::TensorOptions().device(device).dtype(at::kLong));
-    targets.masked_fill_(at::rand({s.n}, at::TensorOptions().device(device)) < 0.25, agora::loss::kIgnoreIndex);
+    targets.masked_fill_(at::rand({s.n}, at::TensorOptions().device(device)) < 0.25, agora::kIgnoreLabel);
     Stopwatch watch(cuda);
     std::vector<double> forward, backward;
     Measurement m;

@@ -48,7 +48,7 @@ void CheckOptions(const CrossEntropyOptions& o, const char* function) {
   TORCH_CHECK(o.vocab_tile >= 0 && o.tile_bytes > 0, function, ": vocab_tile must be >= 0 and tile_bytes > 0");
 }
 
-// Targets are [rows] int64 on `device`, each in [0, vocab) or kIgnoreIndex. Costs one device sync; a bad target
+// Targets are [rows] int64 on `device`, each in [0, vocab) or kIgnoreLabel. Costs one device sync; a bad target
 // would otherwise read outside a row.
 void CheckTargets(const at::Tensor& targets, int64_t rows, int64_t vocab, const at::Device& device,
                   const char* function) {
@@ -56,11 +56,11 @@ void CheckTargets(const at::Tensor& targets, int64_t rows, int64_t vocab, const 
               targets.sizes());
   TORCH_CHECK(targets.scalar_type() == at::kLong, function, ": targets must be int64, got ", targets.scalar_type());
   TORCH_CHECK(targets.device() == device, function, ": targets are on ", targets.device(), ", the inputs on ", device);
-  at::Tensor bad = targets.ne(kIgnoreIndex).logical_and(targets.lt(0).logical_or(targets.ge(vocab)));
+  at::Tensor bad = targets.ne(kIgnoreLabel).logical_and(targets.lt(0).logical_or(targets.ge(vocab)));
   if (bad.any().item<bool>()) {
     const int64_t row = bad.nonzero()[0][0].item<int64_t>();
     TORCH_CHECK(false, function, ": target ", targets[row].item<int64_t>(), " of row ", row,
-                " is outside the vocabulary [0, ", vocab, ") and is not the ignore index ", kIgnoreIndex);
+                " is outside the vocabulary [0, ", vocab, ") and is not the ignore index ", kIgnoreLabel);
   }
 }
 
@@ -186,7 +186,7 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
       FoldTile(logits, v0, targets, s);
     }
     const at::Tensor lse = s.max + s.sum_exp.log();
-    const at::Tensor valid = targets.ne(kIgnoreIndex);
+    const at::Tensor valid = targets.ne(kIgnoreLabel);
     const at::Tensor loss = lse - (1 - label_smoothing) * s.target_logit -
                             (label_smoothing / vocab) * s.sum_logits + z_loss * lse * lse;
     std::vector<at::Tensor> out{at::where(valid, loss, 0), at::where(valid, s.target_logit - lse, 0),
@@ -214,7 +214,7 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     const at::Tensor zero = at::zeros({rows}, lse.options());
     const at::Tensor g_loss = grads[0].defined() ? grads[0].to(at::kFloat) : zero;
     const at::Tensor g_logprob = grads[1].defined() ? grads[1].to(at::kFloat) : zero;
-    const at::Tensor valid = targets.ne(kIgnoreIndex);
+    const at::Tensor valid = targets.ne(kIgnoreLabel);
     GradCoefficients c{lse, at::where(valid, g_loss * (1 + 2 * z * lse) - g_logprob, 0),
                        at::where(valid, g_loss * (1 - eps) - g_logprob, 0), at::where(valid, g_loss * (eps / vocab), 0)};
 
@@ -248,7 +248,7 @@ struct CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunct
   static variable_list forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& targets,
                                double label_smoothing, double z_loss, bool in_place) {
     const int64_t rows = logits.size(0), vocab = logits.size(1);
-    const at::Tensor valid = targets.ne(kIgnoreIndex);
+    const at::Tensor valid = targets.ne(kIgnoreLabel);
     at::Tensor loss, logprob, lse, grad;
     if (logits.is_cuda()) {
       const at::Tensor x = in_place ? logits : logits.contiguous();
@@ -259,7 +259,7 @@ struct CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunct
       lse = at::empty({rows}, f32);
       const kn::CrossEntropyParams params{
           x.data_ptr(), KernelDType(x.scalar_type()), rows, vocab, x.stride(0), targets.data_ptr<int64_t>(),
-          kIgnoreIndex, static_cast<float>(label_smoothing), static_cast<float>(z_loss), loss.data_ptr<float>(),
+          kIgnoreLabel, static_cast<float>(label_smoothing), static_cast<float>(z_loss), loss.data_ptr<float>(),
           logprob.data_ptr<float>(), lse.data_ptr<float>(), grad.data_ptr()};
       CheckLaunch(kn::LaunchCrossEntropy(params, at::cuda::getCurrentCUDAStream()), "CrossEntropy");
     } else {
@@ -338,7 +338,7 @@ TokenLosses CrossEntropy(const at::Tensor& logits, const at::Tensor& targets, co
 }
 
 at::Tensor MeanOverTargets(const at::Tensor& token_loss, const at::Tensor& targets) {
-  return token_loss.sum() / targets.ne(kIgnoreIndex).sum().clamp_min(1);
+  return token_loss.sum() / targets.ne(kIgnoreLabel).sum().clamp_min(1);
 }
 
 }  // namespace agora::loss

@@ -10,7 +10,7 @@
 // CrossEntropy: over given logits, forward and backward in one pass per row; the gradient is written during the
 // forward (over the logits themselves with in_place) and only scaled by the incoming gradient in backward.
 //
-// Both: targets are int64, kIgnoreIndex (-100) marks rows that contribute nothing (loss, log-prob and gradient 0);
+// Both: targets are int64, kIgnoreLabel (-100) marks rows that contribute nothing (loss, log-prob and gradient 0);
 // any other target must lie in [0, vocab). Per row:
 //   loss    = lse - (1 - label_smoothing) * x[target] - label_smoothing * mean(x) + z_loss * lse^2
 //   logprob = x[target] - lse                     (log softmax at the target, what preference objectives sum)
@@ -22,9 +22,9 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace agora::loss {
+#include "util/ignore_label.h"
 
-constexpr int64_t kIgnoreIndex = -100;
+namespace agora::loss {
 
 struct CrossEntropyOptions {
   double label_smoothing = 0.0;

@@ -16,7 +16,7 @@
 #include "trainer/adamw.h"
 #include "trainer/distributed/communicator.h"
 #include "trainer/distributed/gradient_reducer.h"
-#include "trainer/progress.h"
+#include "trainer/run_log.h"
 
 namespace agora {
 

@@ -6,7 +6,6 @@
 #include "models/lora.h"
 #include "trainer/objectives/preference_losses.h"
 #include "trainer/objectives/sequence_nll.h"
-#include "trainer/objectives/sft.h"
 
 namespace agora {
 

@@ -1,7 +1,7 @@
-// Per-sequence sums of token negative log-likelihoods: what objectives that compare whole sequences build on
-// (Stable Alignment's per-response mean cross-entropy, DPO's sequence log-probabilities). They come from the
-// per-token NLL of the loss path (PackedTokenNll), so whichever kernel computes that one — torch's cross-entropy
-// or the fused head+loss kernel — supplies these too.
+// Per-token negative log-likelihoods of a packed batch (PackedTokenNll, what every objective builds on) and their
+// per-sequence sums, for the objectives that compare whole sequences (Stable Alignment's per-response mean
+// cross-entropy, DPO's sequence log-probabilities). Whichever kernel computes the per-token NLL (torch's
+// cross-entropy or the fused head+loss kernel) supplies the sums too.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -9,6 +9,10 @@
 #include "trainer/objective.h"
 
 namespace agora {
+
+// Per-token NLL of a batch, [T] fp32, 0 where untrained (position t scores labels[t], predicted at t - 1; the
+// first position is never trained). Shared by every objective and by evaluation.
+at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch);
 
 struct SequenceNll {
   at::Tensor sum;    // [num_samples], token_nll's dtype: the summed NLL of each sequence's trained tokens

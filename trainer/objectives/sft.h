@@ -3,6 +3,7 @@
 #pragma once
 
 #include "trainer/objective.h"
+#include "trainer/objectives/sequence_nll.h"
 
 namespace agora {
 
@@ -12,9 +13,5 @@ class SftObjective : public Objective {
   int64_t Denominator(const DeviceBatch& batch) const override { return batch.trained_tokens; }
   LossOutput Forward(LlamaForCausalLM& model, const DeviceBatch& batch) override;
 };
-
-// Per-token NLL of a batch, [T] fp32, 0 where untrained (position t scores labels[t], predicted at t - 1; the
-// first position is never trained). Shared by the objective and by evaluation.
-at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch);
 
 }  // namespace agora

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "trainer/objectives/sequence_nll.h"
-#include "trainer/objectives/sft.h"
 
 namespace agora {
 

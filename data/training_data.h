@@ -23,7 +23,7 @@
 
 namespace agora {
 
-struct SftDataOptions {
+struct TrainingDataOptions {
   std::filesystem::path path;
   RecordFormat format = RecordFormat::kAuto;
   FieldMap fields;
@@ -73,7 +73,7 @@ struct DataPosition {
   int64_t batch = 0;  // batches of this epoch already consumed
 };
 
-struct SftDataStats {
+struct TrainingDataStats {
   int64_t records = 0;             // records read from the file
   int64_t skipped_bad_lines = 0;   // malformed lines skipped (BadLinePolicy::kSkip)
   int64_t truncated = 0;           // sequences cut (max_seq_len, Dromedary's source and target limits)
@@ -84,16 +84,16 @@ struct SftDataStats {
   int64_t tokens = 0;              // tokens of all sequences (after truncation; epoch 0's draw)
 };
 
-class SftDataLoader {
+class TrainingDataLoader {
  public:
   // Indexes the file, tokenizes every record once to learn its length (token ids are not kept: batches
   // re-read and re-tokenize their records), and fixes the statistics. Errors about a record read
   // "PATH:LINE: what was expected".
-  static absl::StatusOr<std::unique_ptr<SftDataLoader>> Open(const SftDataOptions& options,
+  static absl::StatusOr<std::unique_ptr<TrainingDataLoader>> Open(const TrainingDataOptions& options,
                                                              std::shared_ptr<const Tokenizer> tokenizer);
-  virtual ~SftDataLoader() = default;
+  virtual ~TrainingDataLoader() = default;
 
-  virtual const SftDataStats& stats() const = 0;
+  virtual const TrainingDataStats& stats() const = 0;
   // The file's record format (kAuto resolved).
   virtual RecordFormat format() const = 0;
   // The batch at `position` (position.batch < stats().batches_per_epoch).

@@ -1,4 +1,4 @@
-#include "data/sft_data.h"
+#include "data/training_data.h"
 
 #include <algorithm>
 #include <mutex>
@@ -21,9 +21,9 @@ uint64_t EpochStream(int64_t epoch) { return static_cast<uint64_t>(epoch) + 1; }
 // Global batch b of an epoch takes rows [b * R * W, (b + 1) * R * W) of that epoch's row order; rank r reads its
 // R of them. The last batch is completed with empty (all-padding) rows, so no sample is dropped and every rank
 // runs the same number of steps.
-class Loader : public SftDataLoader {
+class Loader : public TrainingDataLoader {
  public:
-  Loader(SftDataOptions options, std::shared_ptr<const Tokenizer> tokenizer, JsonlDataset dataset)
+  Loader(TrainingDataOptions options, std::shared_ptr<const Tokenizer> tokenizer, JsonlDataset dataset)
       : options_(std::move(options)), tokenizer_(std::move(tokenizer)), dataset_(std::move(dataset)) {}
 
   absl::Status Index() {
@@ -69,7 +69,7 @@ class Loader : public SftDataLoader {
     return absl::OkStatus();
   }
 
-  const SftDataStats& stats() const override { return stats_; }
+  const TrainingDataStats& stats() const override { return stats_; }
   RecordFormat format() const override { return dataset_.format(); }
 
   absl::StatusOr<PackedBatch> Get(const DataPosition& position) const override {
@@ -145,11 +145,11 @@ class Loader : public SftDataLoader {
     return cached_order_;
   }
 
-  SftDataOptions options_;
+  TrainingDataOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   JsonlDataset dataset_;
   RecordTokenizerOptions render_;
-  SftDataStats stats_;
+  TrainingDataStats stats_;
   std::vector<int64_t> records_;                  // sample -> dataset record
   std::vector<std::vector<int64_t>> rows_;        // row -> samples
   mutable std::mutex mutex_;
@@ -159,7 +159,7 @@ class Loader : public SftDataLoader {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SftDataLoader>> SftDataLoader::Open(const SftDataOptions& options,
+absl::StatusOr<std::unique_ptr<TrainingDataLoader>> TrainingDataLoader::Open(const TrainingDataOptions& options,
                                                                    std::shared_ptr<const Tokenizer> tokenizer) {
   if (options.max_seq_len < 2 || options.batch_rows < 1 || options.world_size < 1 || options.rank < 0 ||
       options.rank >= options.world_size) {

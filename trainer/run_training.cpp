@@ -1,4 +1,4 @@
-#include "trainer/sft_recipe.h"
+#include "trainer/run_training.h"
 
 #include <cmath>
 #include <filesystem>
@@ -35,8 +35,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<SftDataOptions> DataOptions(const Recipe& recipe, const DatasetRecipe& dataset, bool train) {
-  SftDataOptions o;
+absl::StatusOr<TrainingDataOptions> DataOptions(const Recipe& recipe, const DatasetRecipe& dataset, bool train) {
+  TrainingDataOptions o;
   o.path = dataset.path;
   AGORA_ASSIGN_OR_RETURN(o.format, ParseRecordFormat(dataset.format));
   o.fields = FieldMap{dataset.messages_field, dataset.role_field,     dataset.content_field,
@@ -61,7 +61,7 @@ absl::StatusOr<SftDataOptions> DataOptions(const Recipe& recipe, const DatasetRe
   return o;
 }
 
-void Describe(RunLog& log, const std::string& what, const SftDataOptions& o, const SftDataStats& s) {
+void Describe(RunLog& log, const std::string& what, const TrainingDataOptions& o, const TrainingDataStats& s) {
   log.Info(absl::StrFormat(
       "%s data %s: %d records -> %d samples (%d sequences), %d tokens, %d batches of %d x %d tokens (%s)", what,
       o.path.string(), s.records, s.samples, s.sequences, s.tokens, s.batches_per_epoch, o.batch_rows, o.max_seq_len,
@@ -167,7 +167,7 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
 
 }  // namespace
 
-absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
+absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // Data parallel when a launcher (torchrun, srun, mpirun, agora launch) started this process: join the other
   // ranks first, so a rank that never comes is reported before any work. Rank 0 alone writes the run folder's
   // logs, metrics and checkpoints; the others log to logs/rank_N.txt.
@@ -209,17 +209,17 @@ absl::StatusOr<LoopEnd> RunSftRecipe(const Recipe& recipe, bool terminal) {
   // Tokenizer and data.
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model_path));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
-  AGORA_ASSIGN_OR_RETURN(SftDataOptions train_options, DataOptions(recipe, recipe.train_data, true));
+  AGORA_ASSIGN_OR_RETURN(TrainingDataOptions train_options, DataOptions(recipe, recipe.train_data, true));
   if (launch) {  // each rank reads its share of every global batch
     train_options.rank = launch->rank;
     train_options.world_size = launch->world_size;
   }
-  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SftDataLoader> train, SftDataLoader::Open(train_options, tokenizer));
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<TrainingDataLoader> train, TrainingDataLoader::Open(train_options, tokenizer));
   Describe(*log, "train", train_options, train->stats());
-  std::unique_ptr<SftDataLoader> validation;
+  std::unique_ptr<TrainingDataLoader> validation;
   if (leader && !recipe.validation_data.path.empty()) {  // rank 0 evaluates the whole validation set
-    AGORA_ASSIGN_OR_RETURN(SftDataOptions options, DataOptions(recipe, recipe.validation_data, false));
-    AGORA_ASSIGN_OR_RETURN(validation, SftDataLoader::Open(options, tokenizer));
+    AGORA_ASSIGN_OR_RETURN(TrainingDataOptions options, DataOptions(recipe, recipe.validation_data, false));
+    AGORA_ASSIGN_OR_RETURN(validation, TrainingDataLoader::Open(options, tokenizer));
     Describe(*log, "validation", options, validation->stats());
   }
   const int64_t batches_per_epoch = train->stats().batches_per_epoch;

@@ -1,4 +1,4 @@
-#include "trainer/progress.h"
+#include "trainer/run_log.h"
 
 #include <sys/ioctl.h>
 #include <unistd.h>
