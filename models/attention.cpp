@@ -49,9 +49,10 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   // Agora's flash kernels: self-attention over whole samples (causal or full, packed or not).
   if (backend == AttentionBackend::kAgora && mask.query_offset == 0 && !mask.key_valid.defined() &&
       (!mask.cu_seqlens.defined() || batch == 1) && kernels::FlashAttentionSupports(q, k, v)) {
-    return mask.kernel_samples.device_offsets.defined() || !mask.cu_seqlens.defined()
-               ? kernels::FlashAttention(q, k, v, mask.kernel_samples, mask.causal, scale)
-               : kernels::FlashAttention(q, k, v, mask.cu_seqlens, mask.causal, scale);
+    const bool prepared = mask.kernel_samples.device_offsets.defined() || !mask.cu_seqlens.defined();
+    return kernels::FlashAttention(
+        q, k, v, prepared ? mask.kernel_samples : kernels::PreparePackedSamples(mask.cu_seqlens, s_q, q.device()),
+        mask.causal, scale);
   }
   const bool gqa = q.size(1) != k.size(1);
   // The plain causal square case needs no mask tensor: let SDPA pick its fastest kernel.

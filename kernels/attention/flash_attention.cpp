@@ -248,17 +248,29 @@ at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
   return FlashAttentionFunction::apply(q, k, v, samples, causal, scale);
 }
 
+namespace {
+
+// What the entry points that take raw offsets share: the offsets prepared for this call, every input checked.
+PackedSamples CheckedSamples(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const at::Tensor& cu_seqlens) {
+  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
+  PackedSamples samples = PreparePackedSamples(cu_seqlens, q.size(2), q.device());
+  CheckInputs(q, k, v, samples);
+  return samples;
+}
+
+}  // namespace
+
 at::Tensor FlashAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
                           bool causal, double scale) {
-  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
-  return FlashAttention(q, k, v, PreparePackedSamples(cu_seqlens, q.size(2), q.device()), causal, scale);
+  const PackedSamples samples = CheckedSamples(q, k, v, cu_seqlens);
+  const c10::cuda::CUDAGuard guard(q.device());
+  return FlashAttentionFunction::apply(q, k, v, samples, causal, scale);
 }
 
 void FlashAttentionForward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
                            bool causal, double scale, const at::Tensor& out, const at::Tensor& lse) {
-  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
-  const PackedSamples samples = PreparePackedSamples(cu_seqlens, q.size(2), q.device());
-  CheckInputs(q, k, v, samples);
+  const PackedSamples samples = CheckedSamples(q, k, v, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   ForwardImpl(q, k, v, samples, causal, scale, out, lse);
 }
@@ -266,9 +278,7 @@ void FlashAttentionForward(const at::Tensor& q, const at::Tensor& k, const at::T
 void FlashAttentionBackward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
                             const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& cu_seqlens, bool causal,
                             double scale, const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
-  TORCH_CHECK(q.defined() && q.dim() == 4, "FlashAttention: q must be a 4-d [B, H, S, D] tensor");
-  const PackedSamples samples = PreparePackedSamples(cu_seqlens, q.size(2), q.device());
-  CheckInputs(q, k, v, samples);
+  const PackedSamples samples = CheckedSamples(q, k, v, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   BackwardImpl(q, k, v, out, lse, dout, samples, causal, scale, dq, dk, dv);
 }
