@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "models/device_options.h"
 #include "data/chat_template.h"
-#include "data/tokenizer.h"
+#include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/generation.h"
 #include "models/lora.h"

@@ -45,9 +45,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "data/batch.h"
 #include "data/jsonl_dataset.h"
 #include "data/tokenizer.h"
-#include "util/ignore_label.h"
 
 namespace agora {
 
@@ -55,13 +55,6 @@ enum class ChatTemplateKind { kLlama2, kLlama3, kPlain, kVicuna };
 // "llama2", "llama3", "plain", "vicuna".
 absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name);
 std::string ChatTemplateName(ChatTemplateKind kind);
-
-struct TokenizedSample {
-  std::vector<int32_t> ids;
-  // Aligned with ids (Hugging Face convention, the shift happens in the loss): the id itself where trained,
-  // kIgnoreLabel elsewhere.
-  std::vector<int32_t> labels;
-};
 
 // FailedPrecondition when the tokenizer lacks a token the template needs (BOS/EOS for llama2 and plain, the four
 // special pieces for llama3), naming the token and the template. A per-tokenizer check: the functions below make

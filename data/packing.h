@@ -1,19 +1,13 @@
-// The pure parts of batching, kept apart from files and tokenizers so they can be tested exhaustively:
-// a seeded permutation that is the same on every platform, greedy sample packing, and the assembly of rows of
-// tokenized samples into one fixed-shape PackedBatch.
+// The pure parts of batching, kept apart from files and tokenizers so they can be tested exhaustively: greedy
+// sample packing, and the assembly of rows of tokenized samples into one fixed-shape PackedBatch.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "data/chat_template.h"
-#include "data/training_data.h"
+#include "data/batch.h"
 
 namespace agora {
-
-// A permutation of 0..n-1 drawn by Fisher-Yates from splitmix64(seed, stream): defined here bit for bit (unlike
-// std::shuffle, whose algorithm the standard leaves to the library), so a data order is reproducible anywhere.
-std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed, uint64_t stream);
 
 // Packs samples, taken in `order`, into rows of at most `capacity` tokens: each sample goes into the current row
 // if it fits, else starts a new one (next-fit, the order is kept; every length must be <= capacity).

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "data/packing.h"
+#include "data/seeded_permutation.h"
 #include "util/status_macros.h"
 
 namespace agora {

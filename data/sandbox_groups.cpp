@@ -7,7 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "data/packing.h"
+#include "data/seeded_permutation.h"
 #include "nlohmann/json.hpp"
 #include "util/read_file.h"
 #include "util/status_macros.h"

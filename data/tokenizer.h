@@ -1,16 +1,13 @@
 // The tokenizer interface every model folder's tokenizer implements (sentencepiece's tokenizer.model, a
-// tokenizer.json byte-level BPE), and the factory that picks one from what the folder holds.
+// tokenizer.json byte-level BPE; data/load_tokenizer.h picks one from what the folder holds).
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace agora {
@@ -41,8 +38,5 @@ class Tokenizer {
   // The piece text of an id; an error-free "" for ids outside the vocabulary is not allowed: callers check.
   virtual std::string IdToPiece(int32_t id) const = 0;
 };
-
-// Loads the tokenizer a Hugging Face model folder ships: `tokenizer.model` (sentencepiece) for now.
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::path& model_dir);
 
 }  // namespace agora

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "data/packing.h"
+#include "data/seeded_permutation.h"
 #include "util/status_macros.h"
 
 namespace agora {

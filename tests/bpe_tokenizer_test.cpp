@@ -4,6 +4,7 @@
 // as the library does), round trips; the factory picks tokenizer.json when a folder has no tokenizer.model; the
 // llama3 chat template renders with its special tokens; unsupported files are refused with the file named.
 #include "data/bpe_tokenizer.h"
+#include "data/load_tokenizer.h"
 
 #include <algorithm>
 #include <filesystem>

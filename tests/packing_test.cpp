@@ -3,6 +3,7 @@
 // epoch orders, disjoint data-parallel shards with equal batch counts, padding mode, truncation and dropped
 // samples counted, errors naming file and line.
 #include "data/packing.h"
+#include "data/seeded_permutation.h"
 
 #include <algorithm>
 #include <filesystem>

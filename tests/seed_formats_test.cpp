@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "data/load_tokenizer.h"
 #include "data/record_tokenizer.h"
 #include "data/sandbox_groups.h"
 #include "data/training_data.h"

@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
 #include "tests/test_util.h"
 #include "trainer/objectives/sft.h"

@@ -16,7 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/ascii.h"
 #include "util/read_file.h"
-#include "data/tokenizer.h"
+#include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
 #include "models/device_options.h"
 #include "models/lora.h"

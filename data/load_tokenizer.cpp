@@ -1,4 +1,4 @@
-#include "data/tokenizer.h"
+#include "data/load_tokenizer.h"
 
 #include <system_error>
 

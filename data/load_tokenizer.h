@@ -1,0 +1,16 @@
+// The factory that reads a Hugging Face model folder's tokenizer, whichever kind it ships.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "data/tokenizer.h"
+
+namespace agora {
+
+// tokenizer.model (sentencepiece) when the folder has one, else tokenizer.json (byte-level BPE, with
+// tokenizer_config.json's eos_token); NotFound when it has neither.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::path& model_dir);
+
+}  // namespace agora
