@@ -15,13 +15,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "data/sentencepiece_model.h"
 #include "data/tokenizer.h"
 
 namespace agora {
-namespace sentencepiece_internal {
-struct ParsedModel;  // the fields of a ModelProto that matter; defined in the .cpp
-}  // namespace sentencepiece_internal
-
 class SentencePieceTokenizer : public Tokenizer {
  public:
   // Errors: NotFound/PermissionDenied when the file cannot be read, InvalidArgument for a malformed file,
@@ -71,9 +68,9 @@ class SentencePieceTokenizer : public Tokenizer {
 
   SentencePieceTokenizer() = default;
   // Validates the model and builds the lookup tables; `origin` names the file in errors.
-  absl::Status Initialize(sentencepiece_internal::ParsedModel model, std::string_view origin);
+  absl::Status Initialize(SentencePieceModel model, std::string_view origin);
   // Fills the piece tables and checks what needs them (duplicates, <unk>, byte pieces).
-  absl::Status BuildVocabulary(sentencepiece_internal::ParsedModel& model, std::string_view origin);
+  absl::Status BuildVocabulary(SentencePieceModel& model, std::string_view origin);
 
   // Appends the ids of one piece of text encoded on its own (dummy prefix included), and the pieces when
   // `pieces` is not null.

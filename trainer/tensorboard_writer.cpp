@@ -11,43 +11,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "util/crc32c.h"
+#include "util/protobuf_wire.h"
 #include "util/status_macros.h"
 
 namespace agora {
 namespace tensorboard {
 namespace {
 
-// Protobuf wire types.
-constexpr uint32_t kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5;
-
-void PutVarint(std::string& out, uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
-
-void PutLittleEndian(std::string& out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
-
-void PutKey(std::string& out, uint32_t field, uint32_t wire_type) { PutVarint(out, (field << 3) | wire_type); }
-
-void PutBytesField(std::string& out, uint32_t field, std::string_view bytes) {
-  PutKey(out, field, kLengthDelimited);
-  PutVarint(out, bytes.size());
-  out.append(bytes);
-}
+using protowire::PutBytesField;
+using protowire::PutFixed32;
+using protowire::PutFixed64;
+using protowire::PutKey;
+using protowire::PutVarint;
+using protowire::WireType;
 
 // Every event starts with wall_time (1) and step (2). Like protobuf's own serializer, a zero step is left
 // out and a negative one is a 10-byte varint, so the bytes equal what event_pb2 writes (the golden tests).
 std::string EventHeader(double wall_time, int64_t step) {
   std::string event;
-  PutKey(event, 1, kFixed64);
-  PutLittleEndian(event, std::bit_cast<uint64_t>(wall_time), 8);
+  PutKey(event, 1, WireType::kFixed64);
+  PutFixed64(event, std::bit_cast<uint64_t>(wall_time));
   if (step != 0) {
-    PutKey(event, 2, kVarint);
+    PutKey(event, 2, WireType::kVarint);
     PutVarint(event, static_cast<uint64_t>(step));
   }
   return event;
@@ -69,8 +54,8 @@ std::string EncodeFileVersionEvent(double wall_time) {
 std::string EncodeScalarEvent(std::string_view tag, float value, int64_t step, double wall_time) {
   std::string summary_value;
   PutBytesField(summary_value, 1, tag);
-  PutKey(summary_value, 2, kFixed32);
-  PutLittleEndian(summary_value, std::bit_cast<uint32_t>(value), 4);
+  PutKey(summary_value, 2, WireType::kFixed32);
+  PutFixed32(summary_value, std::bit_cast<uint32_t>(value));
   std::string summary;
   PutBytesField(summary, 1, summary_value);
   std::string event = EventHeader(wall_time, step);
@@ -81,19 +66,20 @@ std::string EncodeScalarEvent(std::string_view tag, float value, int64_t step, d
 std::string EncodeSessionStartEvent(int64_t step, double wall_time) {
   constexpr uint64_t kStart = 1;  // SessionLog.SessionStatus.START
   std::string session_log;
-  PutKey(session_log, 1, kVarint);
+  PutKey(session_log, 1, WireType::kVarint);
   PutVarint(session_log, kStart);
   std::string event = EventHeader(wall_time, step);
   PutBytesField(event, 7, session_log);
   return event;
 }
 
+// TFRecord framing: little-endian length and CRCs, the same byte order as protobuf's fixed-width fields.
 std::string FrameRecord(std::string_view data) {
   std::string record;
-  PutLittleEndian(record, data.size(), 8);
-  PutLittleEndian(record, MaskedCrc32c(record), 4);
+  PutFixed64(record, data.size());
+  PutFixed32(record, MaskedCrc32c(record));
   record.append(data);
-  PutLittleEndian(record, MaskedCrc32c(data), 4);
+  PutFixed32(record, MaskedCrc32c(data));
   return record;
 }
 

@@ -1,4 +1,4 @@
-#include "data/protobuf_wire.h"
+#include "util/protobuf_wire.h"
 
 #include <bit>
 #include <vector>
@@ -178,6 +178,32 @@ absl::StatusOr<bool> AsBool(const Field& field) {
 absl::StatusOr<int32_t> AsInt32(const Field& field) {
   if (field.wire_type != WireType::kVarint) return WrongWireType(field, WireType::kVarint);
   return static_cast<int32_t>(static_cast<uint32_t>(field.integer));
+}
+
+void PutVarint(std::string& out, uint64_t value) {
+  while (value >= 0x80) {
+    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<char>(value));
+}
+
+void PutKey(std::string& out, uint32_t number, WireType wire_type) {
+  PutVarint(out, uint64_t{number} << 3 | static_cast<uint64_t>(wire_type));
+}
+
+void PutFixed32(std::string& out, uint32_t value) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
+void PutFixed64(std::string& out, uint64_t value) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
+void PutBytesField(std::string& out, uint32_t number, std::string_view bytes) {
+  PutKey(out, number, WireType::kLengthDelimited);
+  PutVarint(out, bytes.size());
+  out.append(bytes);
 }
 
 }  // namespace agora::protowire

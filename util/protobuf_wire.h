@@ -1,10 +1,12 @@
-// A minimal, bounds-checked reader of the protobuf wire format: just enough to walk a serialized message field by
-// field without the protobuf library (whose runtime we do not want next to libtorch's). Every read is checked
-// against the end of the buffer, so truncated or corrupt input yields an InvalidArgumentError, never a crash.
+// The protobuf wire format without the protobuf library (whose runtime we do not want next to libtorch's): a
+// minimal, bounds-checked reader that walks a serialized message field by field (sentencepiece's tokenizer.model),
+// and the few writers TensorBoard's event files need. Every read is checked against the end of the buffer, so
+// truncated or corrupt input yields an InvalidArgumentError, never a crash.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -67,5 +69,13 @@ absl::StatusOr<float> AsFloat(const Field& field);
 absl::StatusOr<bool> AsBool(const Field& field);
 // int32 and enum fields: negative values are sign-extended 10-byte varints that truncate back to 32 bits.
 absl::StatusOr<int32_t> AsInt32(const Field& field);
+
+// Writers, appending to `out`. A negative int64 is written as its 10-byte two's-complement varint, as protobuf does.
+void PutVarint(std::string& out, uint64_t value);
+void PutKey(std::string& out, uint32_t number, WireType wire_type);
+void PutFixed32(std::string& out, uint32_t value);  // little-endian, as fixed32/float payloads are
+void PutFixed64(std::string& out, uint64_t value);  // little-endian, as fixed64/double payloads are
+// A length-delimited field: key, length, bytes (strings, bytes and sub-messages).
+void PutBytesField(std::string& out, uint32_t number, std::string_view bytes);
 
 }  // namespace agora::protowire
