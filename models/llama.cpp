@@ -90,7 +90,7 @@ at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const LayerContex
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c, const ModelOptions& options)
-    : config_(c), inv_freq_(RopeInverseFrequencies(c)) {
+    : config_(c), options_(options), inv_freq_(RopeInverseFrequencies(c)) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, options));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, i, options));
@@ -107,13 +107,13 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   std::tie(context.cos, context.sin) = RopeCosSin(inv_freq_, position_ids, h.scalar_type());
   context.mask = mask;
   // Packed offsets reach the GPU once here, not once per layer and pass.
-  if (cache == nullptr && attention_backend == AttentionBackend::kAgora)
+  if (cache == nullptr && options_.attention == AttentionBackend::kAgora)
     PrepareForKernels(context.mask, input_ids.size(1), h.device());
   context.cache = cache;
-  context.attention_backend = attention_backend;
+  context.attention_backend = options_.attention;
   if (cache != nullptr) context.mask.query_offset = cache->length();
   // Checkpointing only pays where a graph is being recorded; decoding with a cache never trains.
-  const bool checkpoint = activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;
+  const bool checkpoint = options_.activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;
   for (const auto& module : *layers) {
     std::shared_ptr<LlamaDecoderLayerImpl> layer = std::dynamic_pointer_cast<LlamaDecoderLayerImpl>(module);
     if (checkpoint) {

@@ -7,16 +7,21 @@
 #include <torch/nn/pimpl.h>
 
 #include "models/attention.h"
-#include "models/causal_lm_loss.h"
 #include "models/config.h"
 #include "models/kv_cache.h"
 
 namespace agora {
 
-// Parameters are allocated uninitialised: they are always filled from a checkpoint (or by an explicit init).
+// How a model is built; fixed for its life. Parameters are allocated uninitialised: they are always filled from a
+// checkpoint (or by an explicit init).
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+  AttentionBackend attention = AttentionBackend::kAgora;  // recipe key model.attention
+  // Recompute each decoder layer's activations in backward instead of keeping them (training memory ~ one layer
+  // of activations plus the layer inputs, for about one extra forward of compute). Recipe key
+  // model.activation_checkpointing.
+  bool activation_checkpointing = false;
   at::TensorOptions tensor_options() const { return at::TensorOptions().dtype(dtype).device(device); }
 };
 
@@ -101,13 +106,10 @@ class LlamaModelImpl : public torch::nn::Module {
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
-  // Recompute each decoder layer's activations in backward instead of keeping them (training memory ~ one layer
-  // of activations plus the layer inputs, for about one extra forward of compute).
-  bool activation_checkpointing = false;
-  AttentionBackend attention_backend = AttentionBackend::kAgora;  // recipe key model.attention
 
  private:
   LlamaConfig config_;
+  ModelOptions options_;
   at::Tensor inv_freq_;  // fp32, CPU; moved per forward (tiny)
 };
 TORCH_MODULE(LlamaModel);
@@ -123,8 +125,6 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // The output projection: lm_head.weight, or the embedding matrix when tie_word_embeddings.
   const at::Tensor& head_weight() const;
   at::Tensor Logits(const at::Tensor& hidden) const;
-  // How training turns hidden states into per-token NLL (HeadTokenNll; set from the recipe's `loss` key).
-  HeadLoss head_loss = HeadLoss::kTorch;
 
   const LlamaConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }

@@ -217,7 +217,7 @@ TEST(ObjectiveGradients, StableAlignmentMatchesFiniteDifferences) {
   Sequences seqs = RandomGroups({{6, 2, 4}, {3, 7}, {5, 5, 1}}, model->config().vocab_size, gen);
   const PackedBatch packed = AssembleBatch(seqs.rows, 48, 0);
   // A large margin, so that the hinge is active and its gradient is checked too.
-  StableAlignmentObjective objective(StableAlignmentOptions{7.0, 30.0, 0.5});
+  StableAlignmentObjective objective(StableAlignmentOptions{7.0, 30.0, 0.5}, HeadLoss::kTorch);
   const DeviceBatch batch = ToDevice(packed, at::kCPU);
   {
     at::NoGradGuard no_grad;
@@ -238,7 +238,7 @@ TEST(ObjectiveGradients, DpoMatchesFiniteDifferences) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(22);
   Sequences seqs = RandomGroups({{1, 0}, {1, 0}, {1, 0}}, model->config().vocab_size, gen);
   const PackedBatch packed = AssembleBatch(seqs.rows, 48, 0);
-  DpoObjective objective(0.5, reference);
+  DpoObjective objective(0.5, HeadLoss::kTorch, reference);
   ExpectGradientsMatchFiniteDifferences(model, objective, ToDevice(packed, at::kCPU));
 }
 

@@ -24,6 +24,7 @@
 #include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
 #include "tests/test_util.h"
+#include "trainer/distributed/data_parallel.h"
 #include "trainer/objectives/sft.h"
 #include "trainer/train_loop.h"
 
@@ -49,7 +50,7 @@ class PoisonedObjective : public Objective {
   }
 
  private:
-  SftObjective sft_;
+  SftObjective sft_{HeadLoss::kTorch};
   std::set<int> poisoned_;
   int calls_ = 0;
 };
@@ -90,8 +91,9 @@ struct TrainingRun {
     options.schedule.lr = 1e-3;
     options.schedule.total_steps = options.total_steps;
     options.device = device;
+    DataParallel alone(*log);
     LoopParts parts{model, &objective, optimizer.get(), data.get(), nullptr, checkpoints.get(), log.get(),
-                    metrics.get(), nullptr};
+                    metrics.get(), nullptr, &alone};
     return RunTrainLoop(options, parts, state);
   }
 
@@ -122,7 +124,7 @@ struct TrainingRun {
 };
 
 TEST(TrainLoop, GradientAccumulationMakesTheSameStepAsOneLargeBatch) {
-  SftObjective sft;
+  SftObjective sft(HeadLoss::kTorch);
   TrainingRun large("large", /*batch_rows=*/4), accumulated("accumulated", /*batch_rows=*/2);
   LoopOptions options;
   options.total_steps = 2;
@@ -187,26 +189,27 @@ TEST(TrainLoop, NonFiniteLossStopsTheRunWhenAskedTo) {
 }
 
 TEST(TrainLoop, ActivationCheckpointingGivesThePlainGradients) {
-  TrainingRun run("checkpointing", 2);
+  // Checkpointing is fixed when a model is built: two runs over the same weights and data.
+  ModelOptions checkpointing{at::kFloat, at::kCPU};
+  checkpointing.activation_checkpointing = true;
+  TrainingRun run("checkpointing_off", 2), checkpointed("checkpointing_on", 2, checkpointing);
   auto batch = run.data->Get({0, 0});
   ASSERT_TRUE(batch.ok());
   const DeviceBatch device_batch = ToDevice(*batch, at::kCPU);
-  auto gradients = [&](bool checkpointing) {
-    run.model->model->activation_checkpointing = checkpointing;
-    for (auto& p : run.model->parameters()) p.mutable_grad().reset();
-    PackedTokenNll(run.model, device_batch).sum().backward();
+  auto gradients = [&](TrainingRun& r) {
+    PackedTokenNll(r.model, device_batch, HeadLoss::kTorch).sum().backward();
     std::vector<at::Tensor> grads;
-    for (const auto& p : run.model->parameters()) grads.push_back(p.grad().clone());
+    for (const auto& p : r.model->parameters()) grads.push_back(p.grad().clone());
     return grads;
   };
-  const std::vector<at::Tensor> plain = gradients(false), recomputed = gradients(true);
+  const std::vector<at::Tensor> plain = gradients(run), recomputed = gradients(checkpointed);
   ASSERT_EQ(plain.size(), recomputed.size());
   for (size_t i = 0; i < plain.size(); ++i) EXPECT_LE(RelativeError(recomputed[i], plain[i]), 1e-6) << i;
 }
 
 TEST(TrainLoop, Bf16OnCudaFollowsFp32OnTheCpu) {
   AGORA_SKIP_WITHOUT_CUDA();
-  SftObjective sft;
+  SftObjective sft(HeadLoss::kTorch);
   TrainingRun cpu("cpu_fp32", 2), gpu("cuda_bf16", 2, ModelOptions{at::kBFloat16, at::Device(at::kCUDA, 0)});
   LoopOptions options;
   options.total_steps = 4;
@@ -237,7 +240,7 @@ class SyncCounter : public c10::WarningHandler {
 // its values, the gradient norm, the loss's target check), whatever the model's number of tensors.
 TEST(TrainLoop, CudaStepsSyncAFewTimesEach) {
   AGORA_SKIP_WITHOUT_CUDA();
-  SftObjective sft;
+  SftObjective sft(HeadLoss::kTorch);
   auto syncs = [&](int64_t steps) {
     TrainingRun run("cuda_syncs_" + std::to_string(steps), 2, ModelOptions{at::kBFloat16, at::Device(at::kCUDA, 0)});
     LoopOptions options;

@@ -135,9 +135,10 @@ HeadLoss ResolveHeadLoss(const Recipe& recipe, const ModelOptions& model_options
 }
 
 // The recipe's objective, checked against the training file's format. DPO on a full fine-tune loads a second,
-// frozen copy of model.path as its reference.
+// frozen copy of model.path (built with the same options) as its reference.
 absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, RecordFormat format,
-                                                         const ModelOptions& model_options, RunLog& log) {
+                                                         const ModelOptions& model_options, HeadLoss head_loss,
+                                                         RunLog& log) {
   const std::map<std::string, RecordFormat> needs = {{"stable_alignment", RecordFormat::kSandboxGroups},
                                                      {"dpo", RecordFormat::kPreference}};
   const auto need = needs.find(recipe.objective);
@@ -147,22 +148,20 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
         "): sft takes conversations or dromedary records, stable_alignment sandbox_groups, dpo preference"));
   if (recipe.objective == "stable_alignment")
     return std::make_unique<StableAlignmentObjective>(
-        StableAlignmentOptions{recipe.rating_scale, recipe.margin, recipe.ratio});
+        StableAlignmentOptions{recipe.rating_scale, recipe.margin, recipe.ratio}, head_loss);
   if (recipe.objective == "dpo") {
     LlamaForCausalLM reference{nullptr};
     if (recipe.lora_rank == 0) {
       AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model_path, model_options));
       reference = loaded.model;
-      reference->model->attention_backend = AttentionBackendOf(recipe);
-      reference->head_loss = ResolveHeadLoss(recipe, model_options);
       for (auto& p : reference->parameters()) p.set_requires_grad(false);
       reference->eval();
       log.Info("dpo: full fine-tuning keeps a frozen copy of model.path as the reference model (one more model in "
                "memory); LoRA runs use the base model with the adapters off instead");
     }
-    return std::make_unique<DpoObjective>(recipe.dpo_beta, reference);
+    return std::make_unique<DpoObjective>(recipe.dpo_beta, head_loss, reference);
   }
-  return std::make_unique<SftObjective>();
+  return std::make_unique<SftObjective>(head_loss);
 }
 
 }  // namespace
@@ -178,6 +177,9 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(ModelOptions model_options,
                          ResolveModelOptions(launch ? DeviceForRank(recipe.device, *launch) : recipe.device,
                                              recipe.model_dtype));
+  model_options.attention = AttentionBackendOf(recipe);
+  model_options.activation_checkpointing = recipe.activation_checkpointing;
+  const HeadLoss head_loss = ResolveHeadLoss(recipe, model_options);
   std::unique_ptr<Communicator> communicator;
   if (launch) {
     AGORA_ASSIGN_OR_RETURN(communicator, JoinJob(*launch, recipe.distributed_backend, model_options.device,
@@ -234,10 +236,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model_path);
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
-  model->model->activation_checkpointing = recipe.activation_checkpointing;
-  model->model->attention_backend = AttentionBackendOf(recipe);
-  model->head_loss = ResolveHeadLoss(recipe, model_options);
-  log->Info(model->head_loss == HeadLoss::kFused
+  log->Info(head_loss == HeadLoss::kFused
                 ? "loss: fused head + cross-entropy (kernels/loss), no [tokens, vocab] logits"
                 : "loss: torch (logits, then cross-entropy)");
   std::optional<LoraConfig> lora_config;
@@ -322,7 +321,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                             options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
                             batches_per_epoch, recipe.scheduler, recipe.lr));
 
-  std::unique_ptr<DataParallel> data_parallel;
+  std::unique_ptr<DataParallel> data_parallel = std::make_unique<DataParallel>(*log);  // alone
   if (communicator) {
     data_parallel = std::make_unique<DataParallel>(std::move(communicator), optimizer,
                                                    static_cast<int64_t>(recipe.bucket_mb * 1024 * 1024), *log);
@@ -331,7 +330,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                               data_parallel->world_size(), data_parallel->bucket_count(), recipe.bucket_mb));
   }
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Objective> objective,
-                         MakeObjective(recipe, train->format(), model_options, *log));
+                         MakeObjective(recipe, train->format(), model_options, head_loss, *log));
   log->Info(absl::StrCat("objective ", objective->name()));
   model->train();  // LoRA dropout is active in training mode only; evaluation switches to eval() and back
   LoopParts parts{model,         objective.get(),   &optimizer,       train.get(),

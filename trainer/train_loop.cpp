@@ -91,7 +91,7 @@ absl::Status SaveCheckpoint(LoopParts& parts, TrainerState& state, const std::st
     AGORA_ASSIGN_OR_RETURN(std::filesystem::path dir, parts.checkpoints->Save(parts.model, *parts.optimizer, state));
     parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir.string()));
   }
-  if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->Barrier("checkpoint " + why));
+  AGORA_RETURN_IF_ERROR(parts.data_parallel->Barrier("checkpoint " + why));
   return absl::OkStatus();
 }
 
@@ -169,23 +169,22 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       tokens += micro.back().tokens;
     }
     // Data parallel: every rank normalises by the denominator of the whole global step.
-    if (parts.data_parallel != nullptr)
-      AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepCounts(&denominator, &trained, &tokens));
+    AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepCounts(&denominator, &trained, &tokens));
     at::Tensor sums;
     std::vector<std::string> names;
     for (size_t i = 0; i < micro.size(); ++i) {
       const LossOutput out = parts.objective->Forward(parts.model, micro[i]);
       at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
       // Gradients are reduced over ranks during the last micro-batch's backward only.
-      if (parts.data_parallel != nullptr) parts.data_parallel->BeforeBackward(i + 1 == micro.size());
+      parts.data_parallel->BeforeBackward(i + 1 == micro.size());
       loss.backward();
-      if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterBackward());
+      AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterBackward());
       parts.optimizer->AccumulateGradients();
       AddSums(sums, out);
       names = MetricNames(out);
     }
     // Data parallel: the step's loss and metric sums over every rank.
-    if (parts.data_parallel != nullptr) AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepValues(sums));
+    AGORA_RETURN_IF_ERROR(parts.data_parallel->SumStepValues(sums));
     const at::Tensor host_sums = sums.cpu();  // the step's one device->host copy of its values
     const std::vector<std::pair<std::string, double>> objective_metrics = Metrics(names, host_sums, denominator);
     const double loss = PerUnit(host_sums, kLossSum, denominator);
@@ -234,10 +233,8 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
     if (state.step == options.total_steps) break;
     int signal = PreemptionSignal();
     // Data parallel: a signal that reached any rank stops every rank after the same step.
-    if (parts.data_parallel != nullptr) {
-      AGORA_ASSIGN_OR_RETURN(const bool any, parts.data_parallel->AnyRank(signal != 0));
-      if (any && signal == 0) signal = SIGTERM;
-    }
+    AGORA_ASSIGN_OR_RETURN(const bool any, parts.data_parallel->AnyRank(signal != 0));
+    if (any && signal == 0) signal = SIGTERM;
     if (signal != 0) {
       parts.log->Finish();
       parts.log->Info(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", " after step ", state.step));

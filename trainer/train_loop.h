@@ -47,7 +47,7 @@ struct LoopParts {
   RunLog* log = nullptr;
   MetricsLog* metrics = nullptr;                  // null on data-parallel ranks other than 0
   TensorBoardWriter* tensorboard = nullptr;  // may be null
-  DataParallel* data_parallel = nullptr;     // null when training alone
+  DataParallel* data_parallel = nullptr;     // required; DataParallel(log) when training alone
 };
 
 enum class LoopEnd {

@@ -123,13 +123,11 @@ int main(int argc, char** argv) {
   const int steps = std::atoi(args.at("steps").c_str()), warmup = std::atoi(args.at("warmup").c_str());
   const double lr = std::atof(args.at("lr").c_str());
 
-  const agora::ModelOptions options{cuda ? at::kBFloat16 : at::kFloat, device};
+  agora::ModelOptions options{cuda ? at::kBFloat16 : at::kFloat, device};
+  options.attention = args.at("attention") == "agora" ? agora::AttentionBackend::kAgora : agora::AttentionBackend::kSdpa;
   absl::StatusOr<agora::LoadedModel> loaded = agora::LoadModel(args.at("model"), options);
   if (!loaded.ok()) Fail(std::string(loaded.status().message()));
   agora::LlamaForCausalLM model = loaded->model;
-  model->model->attention_backend =
-      args.at("attention") == "agora" ? agora::AttentionBackend::kAgora : agora::AttentionBackend::kSdpa;
-  model->head_loss = args.at("loss") == "fused" ? agora::HeadLoss::kFused : agora::HeadLoss::kTorch;
   if (lora) {
     agora::LoraConfig config;
     config.rank = std::atoi(args.at("lora-rank").c_str());
@@ -152,7 +150,7 @@ int main(int argc, char** argv) {
   agora::AdamW optimizer(std::move(trainable), agora::AdamWOptions{});  // torch.optim.AdamW's defaults, no decay
 
   const agora::DeviceBatch batch = agora::ToDevice(ReadBatch(args.at("batch")), device);
-  agora::SftObjective objective;
+  agora::SftObjective objective(args.at("loss") == "fused" ? agora::HeadLoss::kFused : agora::HeadLoss::kTorch);
   const double denominator = static_cast<double>(objective.Denominator(batch));
   Stopwatch stopwatch(cuda);
   json step_ms = json::array(), losses = json::array();

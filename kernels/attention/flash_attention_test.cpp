@@ -110,11 +110,19 @@ TEST(FlashAttentionCuda, LlamaWithAgoraAttentionMatchesSdpa) {
   c.num_key_value_heads = 2;
   c.head_dim = 64;
   c.max_position_embeddings = 512;
-  LlamaForCausalLM model(c, ModelOptions{at::kBFloat16, at::kCUDA});
+  // The backend is fixed when a model is built: two models, one set of random weights.
+  auto build = [&](AttentionBackend backend) {
+    ModelOptions options{at::kBFloat16, at::kCUDA};
+    options.attention = backend;
+    return LlamaForCausalLM(c, options);
+  };
+  LlamaForCausalLM model = build(AttentionBackend::kAgora), sdpa_model = build(AttentionBackend::kSdpa);
   at::manual_seed(9);
   {
     at::NoGradGuard no_grad;
     for (at::Tensor p : model->parameters()) p.dim() == 1 ? p.fill_(1.0) : p.normal_(0.0, 0.05);
+    const std::vector<at::Tensor> from = model->parameters(), to = sdpa_model->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
   }
   const std::vector<int64_t> cu = {0, 50, 130, 200};
   at::Tensor ids = at::randint(c.vocab_size, {1, 200}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA));
@@ -123,18 +131,16 @@ TEST(FlashAttentionCuda, LlamaWithAgoraAttentionMatchesSdpa) {
   mask.cu_seqlens = at::tensor(cu, at::kLong);
   at::Tensor weights = at::randn({1, 200, c.hidden_size}, at::TensorOptions().device(at::kCUDA));
 
-  auto run = [&](AttentionBackend backend) {
-    model->model->attention_backend = backend;
-    model->zero_grad();
-    at::Tensor hidden = model->forward(ids, positions, mask);
+  auto run = [&](LlamaForCausalLM& m) {
+    for (at::Tensor p : m->parameters()) p.set_requires_grad(true);
+    at::Tensor hidden = m->forward(ids, positions, mask);
     (hidden.to(at::kFloat) * weights).sum().backward();
     std::vector<at::Tensor> grads;
-    for (const at::Tensor& p : model->parameters()) grads.push_back(p.grad().clone());
+    for (const at::Tensor& p : m->parameters()) grads.push_back(p.grad().clone());
     return std::pair{hidden.detach(), grads};
   };
-  for (at::Tensor p : model->parameters()) p.set_requires_grad(true);
-  auto [agora_hidden, agora_grads] = run(AttentionBackend::kAgora);
-  auto [sdpa_hidden, sdpa_grads] = run(AttentionBackend::kSdpa);
+  auto [agora_hidden, agora_grads] = run(model);
+  auto [sdpa_hidden, sdpa_grads] = run(sdpa_model);
   EXPECT_LE(testing::RelativeError(agora_hidden, sdpa_hidden), 5e-2);
   const auto names = model->named_parameters().keys();
   for (size_t i = 0; i < agora_grads.size(); ++i)

@@ -39,9 +39,24 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob(const LaunchEnvironment& e
 
 DataParallel::DataParallel(std::unique_ptr<Communicator> comm, const AdamW& optimizer, int64_t bucket_bytes,
                            RunLog& log)
-    : comm_(std::move(comm)), reducer_(*comm_, ReducedParameters(optimizer), bucket_bytes), log_(log) {}
+    : comm_(std::move(comm)),
+      reducer_(std::make_unique<GradientReducer>(*comm_, ReducedParameters(optimizer), bucket_bytes)),
+      log_(log) {}
+
+DataParallel::DataParallel(RunLog& log) : log_(log) {}
+
+void DataParallel::BeforeBackward(bool last_micro_batch) {
+  if (!alone()) reducer_->Arm(last_micro_batch);
+}
+
+absl::Status DataParallel::AfterBackward() { return alone() ? absl::OkStatus() : reducer_->Finish(); }
+
+absl::Status DataParallel::Barrier(const std::string& what) {
+  return alone() ? absl::OkStatus() : comm_->Barrier(what);
+}
 
 absl::Status DataParallel::SumStepCounts(int64_t* denominator, int64_t* trained_tokens, int64_t* tokens) {
+  if (alone()) return absl::OkStatus();
   const int64_t local = *denominator;
   AGORA_RETURN_IF_ERROR(SumCounts({denominator, trained_tokens, tokens}));
   if (first_step_)
@@ -63,6 +78,7 @@ absl::Status DataParallel::SumCounts(std::initializer_list<int64_t*> values) {
 }
 
 absl::Status DataParallel::SumStepValues(at::Tensor& sums) {
+  if (alone()) return absl::OkStatus();
   at::Tensor t = sums.to(comm_->device()).contiguous();
   AGORA_RETURN_IF_ERROR(comm_->Sum(t));
   sums = t.to(sums.device());
@@ -70,6 +86,7 @@ absl::Status DataParallel::SumStepValues(at::Tensor& sums) {
 }
 
 absl::StatusOr<bool> DataParallel::AnyRank(bool yes) {
+  if (alone()) return yes;
   int64_t count = yes ? 1 : 0;
   if (absl::Status s = SumCounts({&count}); !s.ok()) return s;
   return count > 0;

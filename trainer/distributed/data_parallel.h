@@ -2,7 +2,8 @@
 // the backward (every rank's loss is then normalised by the global count, so ranks with fewer trained tokens
 // weigh less, exactly as in one process over the combined batch), reduce gradients from the backward's hooks on
 // the step's last micro-batch only, sum the logged loss, agree on preemption, and wait at barriers while rank 0
-// writes checkpoints. The loop holds a null pointer when it runs alone.
+// writes checkpoints. A process training alone has one too, whose collectives are the identity (as llm.c runs its
+// multi-GPU path with one process), so the loop has no branch for it.
 #pragma once
 
 #include <cstdint>
@@ -31,12 +32,12 @@ class DataParallel {
  public:
   // Reduces the optimizer's parameters (the trainable ones only: with LoRA, the adapters).
   DataParallel(std::unique_ptr<Communicator> comm, const AdamW& optimizer, int64_t bucket_bytes, RunLog& log);
+  // One process alone: rank 0 of 1; every sum is the value itself, every barrier returns at once.
+  explicit DataParallel(RunLog& log);
 
-  int64_t rank() const { return comm_->rank(); }
-  int64_t world_size() const { return comm_->world_size(); }
-  bool leader() const { return comm_->rank() == 0; }
-  Communicator& communicator() { return *comm_; }
-  int64_t bucket_count() const { return reducer_.bucket_count(); }
+  int64_t rank() const { return alone() ? 0 : comm_->rank(); }
+  int64_t world_size() const { return alone() ? 1 : comm_->world_size(); }
+  int64_t bucket_count() const { return alone() ? 0 : reducer_->bucket_count(); }
 
   // Replaces the step's local counts by their sums over the ranks (exact: int64). The first call logs this
   // rank's share of the denominator.
@@ -48,15 +49,16 @@ class DataParallel {
   // Whether any rank says yes (a preemption signal reached some rank: all stop at the same step).
   absl::StatusOr<bool> AnyRank(bool yes);
 
-  void BeforeBackward(bool last_micro_batch) { reducer_.Arm(last_micro_batch); }
-  absl::Status AfterBackward() { return reducer_.Finish(); }
-  absl::Status Barrier(const std::string& what) { return comm_->Barrier(what); }
+  void BeforeBackward(bool last_micro_batch);
+  absl::Status AfterBackward();
+  absl::Status Barrier(const std::string& what);
 
  private:
+  bool alone() const { return comm_ == nullptr; }
   absl::Status SumCounts(std::initializer_list<int64_t*> values);
 
-  std::unique_ptr<Communicator> comm_;
-  GradientReducer reducer_;
+  std::unique_ptr<Communicator> comm_;         // null alone
+  std::unique_ptr<GradientReducer> reducer_;  // null alone
   RunLog& log_;
   bool first_step_ = true;
 };

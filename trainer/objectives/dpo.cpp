@@ -10,16 +10,16 @@
 namespace agora {
 
 LossOutput DpoObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& batch) {
-  at::Tensor token_nll = PackedTokenNll(model, batch);
+  at::Tensor token_nll = PackedTokenNll(model, batch, head_loss_);
   at::Tensor policy = -PerSequenceNll(token_nll, batch).sum;  // [S] summed log-probabilities
   at::Tensor reference;
   {
     at::NoGradGuard no_grad;
     if (reference_) {
-      reference = -PerSequenceNll(PackedTokenNll(reference_, batch), batch).sum;
+      reference = -PerSequenceNll(PackedTokenNll(reference_, batch, head_loss_), batch).sum;
     } else {
       LoraAdaptersDisabled base(model);
-      reference = -PerSequenceNll(PackedTokenNll(model, batch), batch).sum;
+      reference = -PerSequenceNll(PackedTokenNll(model, batch, head_loss_), batch).sum;
     }
   }
   // Pairs are groups of two: column 0 chosen, column 1 rejected (the loader's order).

@@ -8,6 +8,7 @@
 // Normalised by the number of pairs.
 #pragma once
 
+#include "models/causal_lm_loss.h"
 #include "trainer/objective.h"
 
 namespace agora {
@@ -15,7 +16,8 @@ namespace agora {
 class DpoObjective : public Objective {
  public:
   // `frozen_reference`: null for LoRA runs (the adapters are disabled instead).
-  DpoObjective(double beta, LlamaForCausalLM frozen_reference) : beta_(beta), reference_(std::move(frozen_reference)) {}
+  DpoObjective(double beta, HeadLoss head_loss, LlamaForCausalLM frozen_reference)
+      : beta_(beta), head_loss_(head_loss), reference_(std::move(frozen_reference)) {}
   std::string name() const override { return "dpo"; }
   int64_t Denominator(const DeviceBatch& batch) const override { return batch.num_groups; }
   // Metrics (per pair), as TRL names them without the "rewards/" prefix: chosen_reward, rejected_reward,
@@ -24,6 +26,7 @@ class DpoObjective : public Objective {
 
  private:
   double beta_;
+  HeadLoss head_loss_;
   LlamaForCausalLM reference_;
 };
 

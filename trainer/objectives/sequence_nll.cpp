@@ -2,12 +2,11 @@
 
 #include <ATen/ATen.h>
 
-#include "models/causal_lm_loss.h"
 #include "util/ignore_label.h"
 
 namespace agora {
 
-at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch) {
+at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch, HeadLoss how) {
   AttentionMask mask;
   mask.cu_seqlens = batch.cu_seqlens;
   at::Tensor hidden = model->forward(batch.input_ids, batch.position_ids, mask);
@@ -15,7 +14,7 @@ at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch) {
   // into the next sample.
   const int64_t t = batch.input_ids.size(1);
   at::Tensor nll = HeadTokenNll(hidden.slice(1, 0, t - 1).reshape({t - 1, -1}), model->head_weight(),
-                                batch.labels.slice(1, 1, t).reshape({t - 1}), model->head_loss);
+                                batch.labels.slice(1, 1, t).reshape({t - 1}), how);
   return at::cat({at::zeros({1}, nll.options()), nll});
 }
 

@@ -6,13 +6,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "models/causal_lm_loss.h"
 #include "trainer/objective.h"
 
 namespace agora {
 
 // Per-token NLL of a batch, [T] fp32, 0 where untrained (position t scores labels[t], predicted at t - 1; the
-// first position is never trained). Shared by every objective and by evaluation.
-at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch);
+// first position is never trained), the head and the loss computed as `how` says. Shared by every objective.
+at::Tensor PackedTokenNll(LlamaForCausalLM& model, const DeviceBatch& batch, HeadLoss how);
 
 struct SequenceNll {
   at::Tensor sum;    // [num_samples], token_nll's dtype: the summed NLL of each sequence's trained tokens

@@ -7,7 +7,7 @@
 namespace agora {
 
 LossOutput StableAlignmentObjective::Forward(LlamaForCausalLM& model, const DeviceBatch& batch) {
-  at::Tensor token_nll = PackedTokenNll(model, batch);
+  at::Tensor token_nll = PackedTokenNll(model, batch, head_loss_);
   SequenceNll nll = PerSequenceNll(token_nll, batch);
   GroupedValues ce = ByGroup(nll.sum / nll.count, batch, 0.0);
   GroupedValues scores = ByGroup(batch.sequence_score, batch, 0.0);

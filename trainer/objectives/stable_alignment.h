@@ -3,13 +3,15 @@
 #pragma once
 
 #include "trainer/objective.h"
+#include "models/causal_lm_loss.h"
 #include "trainer/objectives/preference_losses.h"
 
 namespace agora {
 
 class StableAlignmentObjective : public Objective {
  public:
-  explicit StableAlignmentObjective(const StableAlignmentOptions& options) : options_(options) {}
+  StableAlignmentObjective(const StableAlignmentOptions& options, HeadLoss head_loss)
+      : options_(options), head_loss_(head_loss) {}
   std::string name() const override { return "stable_alignment"; }
   int64_t Denominator(const DeviceBatch& batch) const override { return batch.num_groups; }
   // Metrics (per query): ce_best, penalty (the hinge term), nll_gap (mean NLL of the other responses minus the
@@ -18,6 +20,7 @@ class StableAlignmentObjective : public Objective {
 
  private:
   StableAlignmentOptions options_;
+  HeadLoss head_loss_;
 };
 
 }  // namespace agora
