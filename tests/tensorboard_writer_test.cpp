@@ -18,7 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using agora::testing::Lines;
 using agora::testing::Now;
 using agora::testing::ReadAll;
 using agora::testing::ScratchDir;

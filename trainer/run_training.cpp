@@ -321,10 +321,12 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                             options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
                             batches_per_epoch, recipe.scheduler, recipe.lr));
 
-  std::unique_ptr<DataParallel> data_parallel = std::make_unique<DataParallel>(*log);  // alone
-  if (communicator) {
-    data_parallel = std::make_unique<DataParallel>(std::move(communicator), optimizer,
-                                                   static_cast<int64_t>(recipe.bucket_mb * 1024 * 1024), *log);
+  const bool launched = communicator != nullptr;
+  const std::unique_ptr<DataParallel> data_parallel =
+      launched ? std::make_unique<DataParallel>(std::move(communicator), optimizer,
+                                                    static_cast<int64_t>(recipe.bucket_mb * 1024 * 1024), *log)
+                   : std::make_unique<DataParallel>(*log);  // alone
+  if (launched) {
     log->Info(absl::StrFormat("gradients are summed over %d ranks in %d buckets of up to %g MB, during the backward "
                               "of each step's last micro-batch",
                               data_parallel->world_size(), data_parallel->bucket_count(), recipe.bucket_mb));

@@ -36,6 +36,11 @@ absl::Status WrongWireType(const Field& field, WireType expected) {
                                                  WireTypeName(expected)));
 }
 
+// Fixed-width payloads are little-endian whatever the host's byte order.
+void PutLittleEndian(std::string& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
 }  // namespace
 
 absl::Status MessageReader::Malformed(absl::string_view what, size_t at) const {
@@ -192,13 +197,8 @@ void PutKey(std::string& out, uint32_t number, WireType wire_type) {
   PutVarint(out, uint64_t{number} << 3 | static_cast<uint64_t>(wire_type));
 }
 
-void PutFixed32(std::string& out, uint32_t value) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
-
-void PutFixed64(std::string& out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
+void PutFixed32(std::string& out, uint32_t value) { PutLittleEndian(out, value, 4); }
+void PutFixed64(std::string& out, uint64_t value) { PutLittleEndian(out, value, 8); }
 
 void PutBytesField(std::string& out, uint32_t number, std::string_view bytes) {
   PutKey(out, number, WireType::kLengthDelimited);
