@@ -102,8 +102,8 @@ fi
 # (tools/configure.sh skips an already configured build, so a rerun only rebuilds what changed.)
 step configure 120 any env BUILD_DIR="$build" AGORA_PYTHON="$python" AGORA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release \
 -DAGORA_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH=$prefix/usr -DCMAKE_BUILD_RPATH=$libdir" "$root/tools/configure.sh"
-gpu_targets="${AGORA_GPU_TARGETS:-agora flash_attention_test loss_test llama_parity_test distributed_test train_loop_test \
-attention_bench linear_cross_entropy_bench train_step_bench}"
+gpu_targets="${AGORA_GPU_TARGETS:-agora flash_attention_test cross_entropy_test head_token_nll_test llama_parity_test \
+distributed_test train_loop_test attention_bench linear_cross_entropy_bench train_step_bench}"
 # shellcheck disable=SC2086
 step build "${AGORA_BUILD_TIMEOUT_S:-300}" any cmake --build "$build" --target $gpu_targets -j "$(nproc)"
 
@@ -137,7 +137,7 @@ step attention_bench 120 gpu stdbuf -oL "$build/benchmarks/attention_bench" --ou
 step loss_bench 90 gpu stdbuf -oL "$build/benchmarks/linear_cross_entropy_bench" --commit "$commit" \
   --json "$out/linear_cross_entropy_bench.json"
 if [[ -n "$sanitizer" ]]; then
-  step loss_memcheck 90 gpu sanitize memcheck loss_test '*Gpu*'
+  step loss_memcheck 90 gpu sanitize memcheck cross_entropy_test '*Gpu*'
   step attention_racecheck 90 gpu sanitize racecheck flash_attention_test 'FlashAttentionCuda.SmallPackedCases'
   step attention_synccheck 60 gpu sanitize synccheck flash_attention_test 'FlashAttentionCuda.SmallPackedCases'
 fi

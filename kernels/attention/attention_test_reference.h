@@ -3,13 +3,13 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "kernels/attention/flash_attention_params.h"
+#include "kernels/reference/attention_reference.h"
 #include "tests/test_util.h"
 
 namespace agora::kernels::testing {
@@ -58,21 +58,18 @@ inline at::Tensor AllowedMask(const Case& c) {
   return allowed.view({1, 1, c.seqlen, c.seqlen});
 }
 
+// reference::MathAttention on the inputs as float64 leaves, its gradients by autograd.
 inline Expected MathAttention64(const Case& c, const Inputs& x, double scale) {
-  const int64_t group = c.heads_q / c.heads_kv;
   // [B, S, H, D] -> [B, H, S, D] float64 leaves on the CPU.
   auto leaf = [](const at::Tensor& t) {
     return t.to(at::kCPU, at::kDouble).transpose(1, 2).contiguous().set_requires_grad(true);
   };
   at::Tensor q = leaf(x.q), k = leaf(x.k), v = leaf(x.v);
-  at::Tensor scores = at::matmul(q, k.repeat_interleave(group, 1).transpose(-2, -1)) * scale;
-  scores = scores.masked_fill(AllowedMask(c).logical_not(), -std::numeric_limits<double>::infinity());
-  at::Tensor out = at::matmul(scores.softmax(-1), v.repeat_interleave(group, 1));
+  Expected e;
+  at::Tensor out = reference::MathAttention(q, k, v, AllowedMask(c), scale, &e.lse);
   at::Tensor dout = x.dout.to(at::kCPU, at::kDouble).transpose(1, 2);
   auto grads = torch::autograd::grad({out}, {q, k, v}, {dout});
-  Expected e;
   e.out = out.detach().transpose(1, 2);
-  e.lse = scores.detach().logsumexp(-1);
   e.dq = grads[0].transpose(1, 2);
   e.dk = grads[1].transpose(1, 2);
   e.dv = grads[2].transpose(1, 2);

@@ -1,4 +1,4 @@
-// The per-tile halves of the fused linear + cross-entropy (cross_entropy.cpp drives the tiles; cuBLAS
+// The per-tile halves of the fused linear + cross-entropy (linear_cross_entropy.cpp drives the tiles; cuBLAS
 // computes each tile's logits): folding a tile into the rows' online log-sum-exp (forward), and turning a
 // recomputed tile into its gradient (backward). Both read the fp32 tile once, one block per row.
 #include "kernels/loss/loss_kernels.h"

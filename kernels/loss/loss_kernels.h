@@ -1,6 +1,6 @@
 // Launchers of the cross-entropy kernels (linear_cross_entropy_tiles.cu, cross_entropy.cu). Plain parameter structs
-// and raw pointers: no torch here, so nvcc never parses ATen; the binding (cross_entropy.cpp) fills the structs
-// from tensors. Design, FLOP/byte counts and the roofline: NOTES.md beside this file.
+// and raw pointers: no torch here, so nvcc never parses ATen; the bindings (linear_cross_entropy.cpp,
+// logits_cross_entropy.cpp) fill the structs from tensors. Design, FLOP/byte counts and the roofline: NOTES.md beside this file.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +35,7 @@ cudaError_t LaunchLseTileUpdate(const LogitsTile& tile, const LseState& state, c
 
 // The gradient of a tile, recomputed from the tile's logits and the rows' final lse:
 //   grad[i, j] = coef_p[i] * softmax[i, j] - coef_uniform[i] - (col_offset + j == targets[i] ? coef_target[i] : 0)
-// (cross_entropy.cpp derives the three per-row coefficients from the outputs' gradients). `grad` is
+// (linear_cross_entropy.cpp derives the three per-row coefficients from the outputs' gradients). `grad` is
 // [rows, cols] row-major of `grad_dtype`; it may alias `tile.logits` when grad_dtype is kFloat32.
 struct GradTileParams {
   const float* lse;
