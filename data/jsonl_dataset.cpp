@@ -30,6 +30,8 @@ absl::StatusOr<BadLinePolicy> ParseBadLinePolicy(std::string_view name) {
       absl::StrCat("unknown bad-line policy \"", std::string(name), "\" (expected error or skip)"));
 }
 
+std::string BadLinePolicyName(BadLinePolicy policy) { return policy == BadLinePolicy::kError ? "error" : "skip"; }
+
 absl::StatusOr<JsonlDataset> JsonlDataset::Open(const std::filesystem::path& path, RecordFormat format,
                                                 const FieldMap& fields, BadLinePolicy policy) {
   JsonlDataset dataset;

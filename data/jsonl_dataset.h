@@ -21,6 +21,7 @@ namespace agora {
 enum class BadLinePolicy { kError, kSkip };
 // "error": the first malformed line fails Open. "skip": malformed lines are left out and counted.
 absl::StatusOr<BadLinePolicy> ParseBadLinePolicy(std::string_view name);
+std::string BadLinePolicyName(BadLinePolicy policy);
 
 class JsonlDataset {
  public:

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "kernels/attention/flash_attention.h"
+#include "models/attention_backend.h"
 
 namespace agora {
 
@@ -25,15 +26,6 @@ struct AttentionMask {
 // Readies `mask` for the layers of one forward on `device` over `seq_len` positions: with packed samples on a CUDA
 // device, checks and uploads their offsets once (kernel_samples). Elsewhere it changes nothing.
 void PrepareForKernels(AttentionMask& mask, int64_t seq_len, const at::Device& device);
-
-// Which implementation computes attention (recipe key model.attention).
-enum class AttentionBackend {
-  // Agora's flash kernels (kernels/attention/flash_attention.h) where they apply: CUDA, bf16/fp16, head dim 64 or
-  // 128, self-attention without a cache or padding mask (training and prefill, packed samples included). Every
-  // other case (the CPU, fp32, other head dims, decoding with a KV cache, padded batches) runs torch SDPA.
-  kAgora,
-  kSdpa,  // torch SDPA everywhere
-};
 
 // q: [B, Hq, S_q, D]; k, v: [B, Hkv, S_k, D] with Hq a multiple of Hkv (grouped-query attention: K/V heads are
 // shared by Hq/Hkv query heads, never materialised repeated). Returns [B, Hq, S_q, D] in q's dtype.

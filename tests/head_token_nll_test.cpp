@@ -76,9 +76,9 @@ TEST(HeadTokenNll, PackedTokenNllFusedEqualsTorchOnTheTinyModel) {
 
 TEST(HeadTokenNll, RecipeKeyLoss) {
   const std::string yaml = "model.path: m\ndata.train.path: d\noutput_dir: o\n";
-  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {})->loss, "auto");
-  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {"loss=fused"})->loss, "fused");
-  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {"loss=torch"})->loss, "torch");
+  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {})->loss, LossChoice::kAuto);
+  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {"loss=fused"})->loss, LossChoice::kFused);
+  EXPECT_EQ(ParseRecipe(yaml, "r.yaml", {"loss=torch"})->loss, LossChoice::kTorch);
   EXPECT_THAT(std::string(ParseRecipe(yaml, "r.yaml", {"loss=chunked"}).status().message()),
               HasSubstr("'chunked' is not one of auto|fused|torch"));
 }

@@ -63,37 +63,37 @@ TEST(Recipe, ShippedRecipesHoldTheirDocumentedSettings) {
   const std::filesystem::path dir = EnvDir("AGORA_SOURCE_DIR") / "recipes";
   absl::StatusOr<Recipe> tiny = LoadRecipe(dir / "tiny_demo.yaml", {});
   ASSERT_TRUE(tiny.ok()) << tiny.status();
-  EXPECT_EQ(tiny->model_path, "assets/tiny-llama");
-  EXPECT_EQ(tiny->train_data.path, "assets/data/sandbox_demo/train.jsonl");
-  EXPECT_EQ(tiny->validation_data.path, "assets/data/sandbox_demo/valid.jsonl");
-  EXPECT_EQ(tiny->chat_template, "llama2");
-  EXPECT_EQ(tiny->max_seq_len, 256);
-  EXPECT_EQ(tiny->batch_size, 4);
-  EXPECT_EQ(tiny->lr, 1e-2);
-  EXPECT_EQ(tiny->lora_rank, 16);
-  EXPECT_EQ(tiny->lora_targets, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+  EXPECT_EQ(tiny->model.path, "assets/tiny-llama");
+  EXPECT_EQ(tiny->data.train.path, "assets/data/sandbox_demo/train.jsonl");
+  EXPECT_EQ(tiny->data.validation.path, "assets/data/sandbox_demo/valid.jsonl");
+  EXPECT_EQ(tiny->data.chat_template, ChatTemplateKind::kLlama2);
+  EXPECT_EQ(tiny->data.max_seq_len, 256);
+  EXPECT_EQ(tiny->training.batch_size, 4);
+  EXPECT_EQ(tiny->optimizer.lr, 1e-2);
+  EXPECT_EQ(tiny->lora.rank, 16);
+  EXPECT_EQ(tiny->lora.targets, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
 
   absl::StatusOr<Recipe> llama2 = LoadRecipe(dir / "llama2_7b_full_sft.yaml", {});
   ASSERT_TRUE(llama2.ok()) << llama2.status();
-  EXPECT_EQ(llama2->chat_template, "llama2");
-  EXPECT_EQ(llama2->model_dtype, "bfloat16");
-  EXPECT_TRUE(llama2->activation_checkpointing);
-  EXPECT_EQ(llama2->lr, 2e-5);
+  EXPECT_EQ(llama2->data.chat_template, ChatTemplateKind::kLlama2);
+  EXPECT_EQ(llama2->model.dtype, "bfloat16");
+  EXPECT_TRUE(llama2->model.activation_checkpointing);
+  EXPECT_EQ(llama2->optimizer.lr, 2e-5);
 
   absl::StatusOr<Recipe> llama3 = LoadRecipe(dir / "llama3_8b_full_sft.yaml", {"model.path=/elsewhere"});
   ASSERT_TRUE(llama3.ok()) << llama3.status();
-  EXPECT_EQ(llama3->chat_template, "llama3");
-  EXPECT_EQ(llama3->model_path, "/elsewhere");
-  EXPECT_EQ(llama3->lora_rank, 0) << "full fine-tuning";
+  EXPECT_EQ(llama3->data.chat_template, ChatTemplateKind::kLlama3);
+  EXPECT_EQ(llama3->model.path, "/elsewhere");
+  EXPECT_EQ(llama3->lora.rank, 0) << "full fine-tuning";
 
   for (const char* name : {"llama2_7b_lora_sft.yaml", "llama3_8b_lora_sft.yaml"}) {
     absl::StatusOr<Recipe> lora = LoadRecipe(dir / name, {});
     ASSERT_TRUE(lora.ok()) << lora.status();
-    EXPECT_EQ(lora->lora_rank, 8) << name;
-    EXPECT_EQ(lora->lora_alpha, 16) << name;
-    EXPECT_EQ(lora->lora_dropout, 0.0) << name << ": activation checkpointing needs it";
-    EXPECT_TRUE(lora->activation_checkpointing) << name;
-    EXPECT_EQ(lora->model_dtype, "bfloat16") << name;
+    EXPECT_EQ(lora->lora.rank, 8) << name;
+    EXPECT_EQ(lora->lora.alpha, 16) << name;
+    EXPECT_EQ(lora->lora.dropout, 0.0) << name << ": activation checkpointing needs it";
+    EXPECT_TRUE(lora->model.activation_checkpointing) << name;
+    EXPECT_EQ(lora->model.dtype, "bfloat16") << name;
   }
 }
 
@@ -101,9 +101,9 @@ TEST(Recipe, MinimalRecipeKeepsEveryDefault) {
   absl::StatusOr<Recipe> recipe = Parse(kMinimal);
   ASSERT_TRUE(recipe.ok()) << recipe.status();
   Recipe expected;
-  expected.model_path = "m";
+  expected.model.path = "m";
   expected.output_dir = "out";
-  expected.train_data.path = "t.jsonl";
+  expected.data.train.path = "t.jsonl";
   EXPECT_TRUE(*recipe == expected) << RecipeToYaml(*recipe);
 }
 
@@ -124,45 +124,45 @@ TEST(Recipe, NestedSectionsDottedKeysAndEmptySections) {
                                         "eval:\n"  // every key commented out
                                         "device: cuda:1\n");
   ASSERT_TRUE(recipe.ok()) << recipe.status();
-  EXPECT_EQ(recipe->validation_data.path, "v.jsonl");
-  EXPECT_EQ(recipe->validation_data.format, "prompt_response");
-  EXPECT_EQ(recipe->validation_data.prompt_field, "question");
-  EXPECT_EQ(recipe->train_data.prompt_field, "prompt");
-  EXPECT_EQ(recipe->chat_template, "llama3");
-  EXPECT_EQ(recipe->max_seq_len, 512);
-  EXPECT_FALSE(recipe->packing);
-  EXPECT_EQ(recipe->batch_size, 8);
-  EXPECT_EQ(recipe->on_nonfinite, "stop");
-  EXPECT_EQ(recipe->lr, 1e-4);
-  EXPECT_EQ(recipe->scheduler, "constant");
-  EXPECT_EQ(recipe->min_lr_ratio, 0.5);
+  EXPECT_EQ(recipe->data.validation.path, "v.jsonl");
+  EXPECT_EQ(recipe->data.validation.format, RecordFormat::kPromptResponse);
+  EXPECT_EQ(recipe->data.validation.prompt_field, "question");
+  EXPECT_EQ(recipe->data.train.prompt_field, "prompt");
+  EXPECT_EQ(recipe->data.chat_template, ChatTemplateKind::kLlama3);
+  EXPECT_EQ(recipe->data.max_seq_len, 512);
+  EXPECT_FALSE(recipe->data.packing);
+  EXPECT_EQ(recipe->training.batch_size, 8);
+  EXPECT_EQ(recipe->training.on_nonfinite, NonFinitePolicy::kStop);
+  EXPECT_EQ(recipe->optimizer.lr, 1e-4);
+  EXPECT_EQ(recipe->scheduler.name, ScheduleKind::kConstant);
+  EXPECT_EQ(recipe->scheduler.min_lr_ratio, 0.5);
   EXPECT_EQ(recipe->device, "cuda:1");
 }
 
 TEST(Recipe, NumbersBooleansAndStringsFollowYamlSpelling) {
   struct Case {
     std::string override_text;
-    double Recipe::*member;
+    double OptimizerRecipe::*member;
     double expected;
   };
-  for (const Case& c : std::vector<Case>{{"optimizer.lr=1e-4", &Recipe::lr, 1e-4},
-                                         {"optimizer.lr=0.0001", &Recipe::lr, 0.0001},
-                                         {"optimizer.lr=3", &Recipe::lr, 3.0},
-                                         {"optimizer.lr=+2.5E-5", &Recipe::lr, 2.5e-5},
-                                         {"optimizer.eps=.5", &Recipe::eps, 0.5}}) {
+  for (const Case& c : std::vector<Case>{{"optimizer.lr=1e-4", &OptimizerRecipe::lr, 1e-4},
+                                         {"optimizer.lr=0.0001", &OptimizerRecipe::lr, 0.0001},
+                                         {"optimizer.lr=3", &OptimizerRecipe::lr, 3.0},
+                                         {"optimizer.lr=+2.5E-5", &OptimizerRecipe::lr, 2.5e-5},
+                                         {"optimizer.eps=.5", &OptimizerRecipe::eps, 0.5}}) {
     absl::StatusOr<Recipe> recipe = Parse(kMinimal, {c.override_text});
     ASSERT_TRUE(recipe.ok()) << c.override_text << ": " << recipe.status();
-    EXPECT_EQ((*recipe).*c.member, c.expected) << c.override_text;
+    EXPECT_EQ(recipe->optimizer.*c.member, c.expected) << c.override_text;
   }
   for (const std::string spelling : {"true", "True", "TRUE", "false", "False", "FALSE"}) {
     absl::StatusOr<Recipe> recipe = Parse(kMinimal, {"logging.tensorboard=" + spelling});
     ASSERT_TRUE(recipe.ok()) << spelling << ": " << recipe.status();
-    EXPECT_EQ(recipe->tensorboard, spelling[0] == 't' || spelling[0] == 'T') << spelling;
+    EXPECT_EQ(recipe->logging.tensorboard, spelling[0] == 't' || spelling[0] == 'T') << spelling;
   }
   absl::StatusOr<Recipe> recipe = Parse(kMinimal, {"training.epochs=+3", "model.path=123", "output_dir='true'"});
   ASSERT_TRUE(recipe.ok()) << recipe.status();
-  EXPECT_EQ(recipe->epochs, 3);
-  EXPECT_EQ(recipe->model_path, "123");  // a string key takes any scalar
+  EXPECT_EQ(recipe->training.epochs, 3);
+  EXPECT_EQ(recipe->model.path, "123");  // a string key takes any scalar
   EXPECT_EQ(recipe->output_dir, "true");
 }
 
@@ -317,13 +317,13 @@ TEST(Recipe, OverridesApplyInOrderIntoNestedSections) {
              "model.attention=sdpa", "training.batch_size=2",  // fixes the file's invalid 0: ranges are checked after every override
              "model.path='/models/a b: c'", " seed =7"});
   ASSERT_TRUE(recipe.ok()) << recipe.status();
-  EXPECT_EQ(recipe->lr, 5e-5);
-  EXPECT_EQ(recipe->validation_data.path, "v.jsonl");
-  EXPECT_EQ(recipe->train_data.messages_field, "conversations");
-  EXPECT_TRUE(recipe->activation_checkpointing);
-  EXPECT_EQ(recipe->attention, "sdpa");
-  EXPECT_EQ(recipe->batch_size, 2);
-  EXPECT_EQ(recipe->model_path, "/models/a b: c");
+  EXPECT_EQ(recipe->optimizer.lr, 5e-5);
+  EXPECT_EQ(recipe->data.validation.path, "v.jsonl");
+  EXPECT_EQ(recipe->data.train.messages_field, "conversations");
+  EXPECT_TRUE(recipe->model.activation_checkpointing);
+  EXPECT_EQ(recipe->model.attention, AttentionBackend::kSdpa);
+  EXPECT_EQ(recipe->training.batch_size, 2);
+  EXPECT_EQ(recipe->model.path, "/models/a b: c");
   EXPECT_EQ(recipe->seed, 7);
 }
 
@@ -342,45 +342,55 @@ TEST(Recipe, MalformedOverrides) {
 // Every field away from its default, strings that YAML would otherwise read as other types, awkward doubles.
 Recipe EveryFieldChanged() {
   Recipe r;
-  r.model_path = "/models/with space: and # hash";
-  r.model_dtype = "bfloat16";
-  r.activation_checkpointing = true;
+  r.model.path = "/models/with space: and # hash";
+  r.model.dtype = "bfloat16";
+  r.model.activation_checkpointing = true;
+  r.model.attention = AttentionBackend::kSdpa;
+  r.lora = {4, 8.5, 0.25, "q_proj,o_proj", true, "adapters/x"};
   r.device = "cuda:3";
-  r.loss = "fused";
+  r.loss = LossChoice::kFused;
   r.seed = 42;
   r.output_dir = "null";
-  r.train_data = {"~", "messages", "m", "r", "c", "p", "a", "s"};
-  r.validation_data = {"'quoted' \"twice\"\nand a newline", "prompt_response", "1e-4", "true", "[x", "{y", "- z", "é"};
-  r.chat_template = "plain";
-  r.max_seq_len = 4096;
-  r.packing = false;
-  r.shuffle = false;
-  r.on_bad_line = "skip";
-  r.batch_size = 3;
-  r.gradient_accumulation_steps = 5;
-  r.epochs = 7;
-  r.max_steps = 1000;
-  r.stop_after_steps = 300;
-  r.clip_grad_norm = 0.1;
-  r.on_nonfinite = "stop";
-  r.lr = 1.0 / 3.0;
-  r.beta1 = 0.8999999999999999;
-  r.beta2 = 0.95;
-  r.eps = 5e-324;  // the smallest denormal
-  r.weight_decay = 123456789.125;
-  r.scheduler = "constant";
-  r.warmup_steps = 11;
-  r.min_lr_ratio = 1.0;
-  r.eval_every_steps = 13;
-  r.eval_max_batches = 17;
-  r.checkpoint_every_steps = 19;
-  r.keep_last = 23;
+  r.data.train = {"~", RecordFormat::kMessages, "m", "r", "c", "p", "a", "s"};
+  r.data.validation = {"'quoted' \"twice\"\nand a newline", RecordFormat::kPromptResponse, "1e-4", "true", "[x",
+                       "{y", "- z", "é"};
+  r.data.chat_template = ChatTemplateKind::kPlain;
+  r.data.max_seq_len = 4096;
+  r.data.packing = false;
+  r.data.shuffle = false;
+  r.data.on_bad_line = BadLinePolicy::kSkip;
+  r.data.append_eos = true;
+  r.data.meta_prompts = "a.txt,b.txt";
+  r.data.max_source_len = 300;
+  r.data.max_target_len = 200;
+  r.objective = ObjectiveKind::kStableAlignment;
+  r.stable_alignment = {5, 10.0, 0.5, 0.75};
+  r.dpo.beta = 0.25;
+  r.training.batch_size = 3;
+  r.training.gradient_accumulation_steps = 5;
+  r.training.epochs = 7;
+  r.training.max_steps = 1000;
+  r.training.stop_after_steps = 300;
+  r.training.clip_grad_norm = 0.1;
+  r.training.on_nonfinite = NonFinitePolicy::kStop;
+  r.optimizer.lr = 1.0 / 3.0;
+  r.optimizer.beta1 = 0.8999999999999999;
+  r.optimizer.beta2 = 0.95;
+  r.optimizer.eps = 5e-324;  // the smallest denormal
+  r.optimizer.weight_decay = 123456789.125;
+  r.scheduler.name = ScheduleKind::kConstant;
+  r.scheduler.warmup_steps = 11;
+  r.scheduler.min_lr_ratio = 1.0;
+  r.eval.every_steps = 13;
+  r.eval.max_batches = 17;
+  r.checkpoint.every_steps = 19;
+  r.checkpoint.keep_last = 23;
   r.resume = "runs/x/checkpoints/step-100";
-  r.log_every_steps = 29;
-  r.tensorboard = false;
-  r.distributed_backend = "gloo";
-  r.bucket_mb = 0.5;
-  r.distributed_timeout_s = 31;
+  r.logging.log_every_steps = 29;
+  r.logging.tensorboard = false;
+  r.distributed.backend = "gloo";
+  r.distributed.bucket_mb = 0.5;
+  r.distributed.timeout_s = 31;
   return r;
 }
 
@@ -405,9 +415,9 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, DefaultsEmitEveryKey) {
   Recipe recipe;
-  recipe.model_path = "m";
+  recipe.model.path = "m";
   recipe.output_dir = "o";
-  recipe.train_data.path = "t";
+  recipe.data.train.path = "t";
   const std::string yaml = RecipeToYaml(recipe);
   EXPECT_THAT(yaml, HasSubstr("  lr: 2e-05\n"));
   EXPECT_THAT(yaml, HasSubstr("  clip_grad_norm: 1.0\n"));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -10,7 +11,8 @@
 namespace agora {
 
 enum class ScheduleKind { kCosine, kConstant };
-absl::StatusOr<ScheduleKind> ParseScheduleKind(std::string_view name);
+absl::StatusOr<ScheduleKind> ParseScheduleKind(std::string_view name);  // "cosine" | "constant"
+inline std::string ScheduleKindName(ScheduleKind kind) { return kind == ScheduleKind::kCosine ? "cosine" : "constant"; }
 
 struct LrSchedule {
   ScheduleKind kind = ScheduleKind::kCosine;

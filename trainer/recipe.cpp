@@ -11,9 +11,9 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <functional>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
 #include <yaml-cpp/yaml.h>
 
@@ -26,7 +26,7 @@
 namespace agora {
 namespace {
 
-// --- the table ------------------------------------------------------------------------------------------------
+// --- rules --------------------------------------------------------------------------------------------------------
 
 // What a value must satisfy once every source (file, overrides) has been applied.
 struct Rule {
@@ -45,113 +45,18 @@ Rule Beta() { return {.min = 0, .max = 1, .max_exclusive = true}; }  // 1 would 
 Rule OneOf(std::vector<std::string> choices) { return {.one_of = std::move(choices)}; }
 Rule NonEmpty() { return {.required = true}; }
 
-using Member = std::variant<std::string Recipe::*, int64_t Recipe::*, double Recipe::*, bool Recipe::*,
-                            std::string DatasetRecipe::*>;
-
+// One key: how a YAML value is read into the recipe, checked once every source is applied, and written back.
 struct Field {
   std::string key;  // dotted: "optimizer.lr"
-  Member member;
-  Rule rule;
-  DatasetRecipe Recipe::*dataset = nullptr;  // which dataset, for the DatasetRecipe members
+  // An error is a value of the wrong kind, reported at once. A choice that is not one of the key's comes back as a
+  // problem instead, reported only if no later source (an override) replaces it; "" when there is none.
+  std::function<absl::StatusOr<std::string>(Recipe&, const YAML::Node&)> read;
+  std::function<std::string(const Recipe&)> check;  // the value's problem under the key's rule, or ""
+  std::function<std::string(const Recipe&)> format;
 };
 
-// data.train.* and data.validation.* share their keys; only the path rule differs (validation is optional).
-void AddDatasetFields(const std::string& prefix, DatasetRecipe Recipe::*dataset, Rule path_rule,
-                      std::vector<Field>& fields) {
-  const std::pair<const char*, std::string DatasetRecipe::*> kNames[] = {
-      {"messages_field", &DatasetRecipe::messages_field}, {"role_field", &DatasetRecipe::role_field},
-      {"content_field", &DatasetRecipe::content_field},   {"prompt_field", &DatasetRecipe::prompt_field},
-      {"response_field", &DatasetRecipe::response_field}, {"system_field", &DatasetRecipe::system_field}};
-  fields.push_back({prefix + ".path", &DatasetRecipe::path, std::move(path_rule), dataset});
-  fields.push_back({prefix + ".format", &DatasetRecipe::format, OneOf({"auto", "messages", "prompt_response", "sharegpt", "dromedary", "sandbox_groups", "preference"}),
-                    dataset});
-  for (const auto& [name, member] : kNames) fields.push_back({prefix + "." + name, member, NonEmpty(), dataset});
-}
-
-// Every key, in the order RecipeToYaml writes them (keys of one section stay together).
-const std::vector<Field>& Fields() {
-  static const std::vector<Field>* const fields = [] {
-    auto* f = new std::vector<Field>{
-        {"model.path", &Recipe::model_path, NonEmpty()},
-        {"model.dtype", &Recipe::model_dtype, OneOf({"auto", "float32", "bfloat16"})},
-        {"model.activation_checkpointing", &Recipe::activation_checkpointing},
-        {"model.attention", &Recipe::attention, OneOf({"agora", "sdpa"})},
-        {"lora.rank", &Recipe::lora_rank, AtLeast(0)},
-        {"lora.alpha", &Recipe::lora_alpha, Positive()},
-        {"lora.dropout", &Recipe::lora_dropout, {.min = 0, .max = 1, .max_exclusive = true}},
-        {"lora.targets", &Recipe::lora_targets, NonEmpty()},
-        {"lora.use_rslora", &Recipe::lora_use_rslora},
-        {"lora.init_from", &Recipe::lora_init_from},
-        {"device", &Recipe::device, OneOf({"auto", "cpu", "cuda", "cuda:N"})},
-        {"loss", &Recipe::loss, OneOf({"auto", "fused", "torch"})},
-        {"seed", &Recipe::seed, AtLeast(0)},
-        {"output_dir", &Recipe::output_dir, NonEmpty()},
-    };
-    AddDatasetFields("data.train", &Recipe::train_data, NonEmpty(), *f);
-    AddDatasetFields("data.validation", &Recipe::validation_data, {}, *f);
-    f->insert(f->end(), {
-        {"data.template", &Recipe::chat_template, OneOf({"llama2", "llama3", "plain", "vicuna"})},
-        {"data.max_seq_len", &Recipe::max_seq_len, AtLeast(2)},  // one input and one target token
-        {"data.append_eos", &Recipe::append_eos},
-        {"data.meta_prompts", &Recipe::meta_prompts},
-        {"data.max_source_len", &Recipe::max_source_len, AtLeast(2)},
-        {"data.max_target_len", &Recipe::max_target_len, AtLeast(1)},
-        {"data.packing", &Recipe::packing},
-        {"data.shuffle", &Recipe::shuffle},
-        {"data.on_bad_line", &Recipe::on_bad_line, OneOf({"error", "skip"})},
-        {"objective", &Recipe::objective, OneOf({"sft", "stable_alignment", "dpo"})},
-        {"stable_alignment.responses_per_query", &Recipe::responses_per_query, AtLeast(1)},
-        {"stable_alignment.rating_scale", &Recipe::rating_scale, Positive()},
-        {"stable_alignment.margin", &Recipe::margin, AtLeast(0)},
-        {"stable_alignment.ratio", &Recipe::ratio, AtLeast(0)},
-        {"dpo.beta", &Recipe::dpo_beta, Positive()},
-        {"training.batch_size", &Recipe::batch_size, AtLeast(1)},
-        {"training.gradient_accumulation_steps", &Recipe::gradient_accumulation_steps, AtLeast(1)},
-        {"training.epochs", &Recipe::epochs, AtLeast(1)},
-        {"training.max_steps", &Recipe::max_steps, AtLeast(0)},
-        {"training.stop_after_steps", &Recipe::stop_after_steps, AtLeast(0)},
-        {"training.clip_grad_norm", &Recipe::clip_grad_norm, AtLeast(0)},
-        {"training.on_nonfinite", &Recipe::on_nonfinite, OneOf({"skip", "stop"})},
-        {"optimizer.lr", &Recipe::lr, Positive()},
-        {"optimizer.beta1", &Recipe::beta1, Beta()},
-        {"optimizer.beta2", &Recipe::beta2, Beta()},
-        {"optimizer.eps", &Recipe::eps, Positive()},
-        {"optimizer.weight_decay", &Recipe::weight_decay, AtLeast(0)},
-        {"scheduler.name", &Recipe::scheduler, OneOf({"cosine", "constant"})},
-        {"scheduler.warmup_steps", &Recipe::warmup_steps, AtLeast(0)},
-        {"scheduler.warmup_ratio", &Recipe::warmup_ratio, UnitInterval()},
-        {"scheduler.min_lr_ratio", &Recipe::min_lr_ratio, UnitInterval()},
-        {"eval.every_steps", &Recipe::eval_every_steps, AtLeast(0)},
-        {"eval.max_batches", &Recipe::eval_max_batches, AtLeast(0)},
-        {"checkpoint.every_steps", &Recipe::checkpoint_every_steps, AtLeast(0)},
-        {"checkpoint.keep_last", &Recipe::keep_last, AtLeast(1)},
-        {"resume", &Recipe::resume, NonEmpty()},  // auto | none | a checkpoint folder
-        {"logging.log_every_steps", &Recipe::log_every_steps, AtLeast(1)},
-        {"logging.tensorboard", &Recipe::tensorboard},
-        {"distributed.backend", &Recipe::distributed_backend, OneOf({"auto", "nccl", "gloo"})},
-        {"distributed.bucket_mb", &Recipe::bucket_mb, Positive()},
-        {"distributed.timeout_s", &Recipe::distributed_timeout_s, AtLeast(1)},
-    });
-    return f;
-  }();
-  return *fields;
-}
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
-
-// Calls fn(the field's value in `recipe`); RecipeT is Recipe or const Recipe.
-template <typename RecipeT, typename Fn>
-decltype(auto) VisitField(const Field& field, RecipeT& recipe, Fn&& fn) {
-  return std::visit(
-      Overloaded{[&](std::string DatasetRecipe::*m) -> decltype(auto) { return fn(recipe.*field.dataset.*m); },
-                 [&]<typename T>(T Recipe::*m) -> decltype(auto) { return fn(recipe.*m); }},
-      field.member);
-}
+// Every key, in the order RecipeToYaml writes them; defined below, after the value readers the rows use.
+const std::vector<Field>& Fields();
 
 const Field* FindField(const std::string& key) {
   for (const Field& field : Fields())
@@ -353,12 +258,152 @@ std::string Check(const Rule& rule, T value) {
   return absl::StrCat("must be ", bound, ", got ", Format(value));
 }
 
+// --- the table ----------------------------------------------------------------------------------------------
+
+// The member a key names, reached through the recipe's sections: Member(recipe, &Recipe::optimizer,
+// &OptimizerRecipe::lr) is recipe.optimizer.lr (const when the recipe is).
+template <typename RecipeT, typename... Path>
+auto& Member(RecipeT& recipe, Path... path) {
+  return (recipe .* ... .* path);
+}
+
+// A string, integer, number or boolean key.
+template <typename... Path>
+Field Plain(std::string key, Rule rule, Path... path) {
+  return {std::move(key),
+          [=](Recipe& r, const YAML::Node& node) -> absl::StatusOr<std::string> {
+            AGORA_RETURN_IF_ERROR(ParseNode(node, Member(r, path...)));
+            return std::string();
+          },
+          [=](const Recipe& r) { return Check(rule, Member(r, path...)); },
+          [=](const Recipe& r) { return Format(Member(r, path...)); }};
+}
+
+// A key whose value is one of an enum's `choices`, spelled as `name` spells them.
+template <typename E, typename... Path>
+Field Choice(std::string key, std::vector<E> choices, std::string (*name)(E), Path... path) {
+  return {std::move(key),
+          [=](Recipe& r, const YAML::Node& node) -> absl::StatusOr<std::string> {
+            std::string text;
+            AGORA_RETURN_IF_ERROR(ParseNode(node, text));
+            std::vector<std::string> names;
+            for (E choice : choices) {
+              if (name(choice) == text) {
+                Member(r, path...) = choice;
+                return std::string();
+              }
+              names.push_back(name(choice));
+            }
+            return absl::StrCat("'", text, "' is not one of ", absl::StrJoin(names, "|"));
+          },
+          [](const Recipe&) { return std::string(); },
+          [=](const Recipe& r) { return name(Member(r, path...)); }};
+}
+
+// data.train.* and data.validation.* share their keys; only the path rule differs (validation is optional).
+void AddDatasetFields(const std::string& prefix, DatasetRecipe DataRecipe::*dataset, Rule path_rule,
+                      std::vector<Field>& fields) {
+  const std::pair<const char*, std::string DatasetRecipe::*> kNames[] = {
+      {"messages_field", &DatasetRecipe::messages_field}, {"role_field", &DatasetRecipe::role_field},
+      {"content_field", &DatasetRecipe::content_field},   {"prompt_field", &DatasetRecipe::prompt_field},
+      {"response_field", &DatasetRecipe::response_field}, {"system_field", &DatasetRecipe::system_field}};
+  fields.push_back(Plain(prefix + ".path", std::move(path_rule), &Recipe::data, dataset, &DatasetRecipe::path));
+  fields.push_back(Choice(prefix + ".format",
+                          {RecordFormat::kAuto, RecordFormat::kMessages, RecordFormat::kPromptResponse,
+                           RecordFormat::kShareGpt, RecordFormat::kDromedary, RecordFormat::kSandboxGroups,
+                           RecordFormat::kPreference},
+                          RecordFormatName, &Recipe::data, dataset, &DatasetRecipe::format));
+  for (const auto& [name, member] : kNames)
+    fields.push_back(Plain(prefix + "." + name, NonEmpty(), &Recipe::data, dataset, member));
+}
+
+// Every key, in the order RecipeToYaml writes them (keys of one section stay together).
+const std::vector<Field>& Fields() {
+  using R = Recipe;
+  static const std::vector<Field>* const fields = [] {
+    auto* f = new std::vector<Field>{
+        Plain("model.path", NonEmpty(), &R::model, &ModelRecipe::path),
+        Plain("model.dtype", OneOf({"auto", "float32", "bfloat16"}), &R::model, &ModelRecipe::dtype),
+        Plain("model.activation_checkpointing", {}, &R::model, &ModelRecipe::activation_checkpointing),
+        Choice("model.attention", {AttentionBackend::kAgora, AttentionBackend::kSdpa}, AttentionBackendName,
+               &R::model, &ModelRecipe::attention),
+        Plain("lora.rank", AtLeast(0), &R::lora, &LoraRecipe::rank),
+        Plain("lora.alpha", Positive(), &R::lora, &LoraRecipe::alpha),
+        Plain("lora.dropout", {.min = 0, .max = 1, .max_exclusive = true}, &R::lora, &LoraRecipe::dropout),
+        Plain("lora.targets", NonEmpty(), &R::lora, &LoraRecipe::targets),
+        Plain("lora.use_rslora", {}, &R::lora, &LoraRecipe::use_rslora),
+        Plain("lora.init_from", {}, &R::lora, &LoraRecipe::init_from),
+        Plain("device", OneOf({"auto", "cpu", "cuda", "cuda:N"}), &R::device),
+        Choice("loss", {LossChoice::kAuto, LossChoice::kFused, LossChoice::kTorch}, LossChoiceName, &R::loss),
+        Plain("seed", AtLeast(0), &R::seed),
+        Plain("output_dir", NonEmpty(), &R::output_dir),
+    };
+    AddDatasetFields("data.train", &DataRecipe::train, NonEmpty(), *f);
+    AddDatasetFields("data.validation", &DataRecipe::validation, {}, *f);
+    f->insert(f->end(), {
+        Choice("data.template",
+               {ChatTemplateKind::kLlama2, ChatTemplateKind::kLlama3, ChatTemplateKind::kPlain,
+                ChatTemplateKind::kVicuna},
+               ChatTemplateName, &R::data, &DataRecipe::chat_template),
+        Plain("data.max_seq_len", AtLeast(2), &R::data, &DataRecipe::max_seq_len),  // one input, one target token
+        Plain("data.append_eos", {}, &R::data, &DataRecipe::append_eos),
+        Plain("data.meta_prompts", {}, &R::data, &DataRecipe::meta_prompts),
+        Plain("data.max_source_len", AtLeast(2), &R::data, &DataRecipe::max_source_len),
+        Plain("data.max_target_len", AtLeast(1), &R::data, &DataRecipe::max_target_len),
+        Plain("data.packing", {}, &R::data, &DataRecipe::packing),
+        Plain("data.shuffle", {}, &R::data, &DataRecipe::shuffle),
+        Choice("data.on_bad_line", {BadLinePolicy::kError, BadLinePolicy::kSkip}, BadLinePolicyName, &R::data,
+               &DataRecipe::on_bad_line),
+        Choice("objective", {ObjectiveKind::kSft, ObjectiveKind::kStableAlignment, ObjectiveKind::kDpo},
+               ObjectiveKindName, &R::objective),
+        Plain("stable_alignment.responses_per_query", AtLeast(1), &R::stable_alignment,
+              &StableAlignmentRecipe::responses_per_query),
+        Plain("stable_alignment.rating_scale", Positive(), &R::stable_alignment, &StableAlignmentRecipe::rating_scale),
+        Plain("stable_alignment.margin", AtLeast(0), &R::stable_alignment, &StableAlignmentRecipe::margin),
+        Plain("stable_alignment.ratio", AtLeast(0), &R::stable_alignment, &StableAlignmentRecipe::ratio),
+        Plain("dpo.beta", Positive(), &R::dpo, &DpoRecipe::beta),
+        Plain("training.batch_size", AtLeast(1), &R::training, &TrainingRecipe::batch_size),
+        Plain("training.gradient_accumulation_steps", AtLeast(1), &R::training,
+              &TrainingRecipe::gradient_accumulation_steps),
+        Plain("training.epochs", AtLeast(1), &R::training, &TrainingRecipe::epochs),
+        Plain("training.max_steps", AtLeast(0), &R::training, &TrainingRecipe::max_steps),
+        Plain("training.stop_after_steps", AtLeast(0), &R::training, &TrainingRecipe::stop_after_steps),
+        Plain("training.clip_grad_norm", AtLeast(0), &R::training, &TrainingRecipe::clip_grad_norm),
+        Choice("training.on_nonfinite", {NonFinitePolicy::kSkip, NonFinitePolicy::kStop}, NonFinitePolicyName,
+               &R::training, &TrainingRecipe::on_nonfinite),
+        Plain("optimizer.lr", Positive(), &R::optimizer, &OptimizerRecipe::lr),
+        Plain("optimizer.beta1", Beta(), &R::optimizer, &OptimizerRecipe::beta1),
+        Plain("optimizer.beta2", Beta(), &R::optimizer, &OptimizerRecipe::beta2),
+        Plain("optimizer.eps", Positive(), &R::optimizer, &OptimizerRecipe::eps),
+        Plain("optimizer.weight_decay", AtLeast(0), &R::optimizer, &OptimizerRecipe::weight_decay),
+        Choice("scheduler.name", {ScheduleKind::kCosine, ScheduleKind::kConstant}, ScheduleKindName, &R::scheduler,
+               &SchedulerRecipe::name),
+        Plain("scheduler.warmup_steps", AtLeast(0), &R::scheduler, &SchedulerRecipe::warmup_steps),
+        Plain("scheduler.warmup_ratio", UnitInterval(), &R::scheduler, &SchedulerRecipe::warmup_ratio),
+        Plain("scheduler.min_lr_ratio", UnitInterval(), &R::scheduler, &SchedulerRecipe::min_lr_ratio),
+        Plain("eval.every_steps", AtLeast(0), &R::eval, &EvalRecipe::every_steps),
+        Plain("eval.max_batches", AtLeast(0), &R::eval, &EvalRecipe::max_batches),
+        Plain("checkpoint.every_steps", AtLeast(0), &R::checkpoint, &CheckpointRecipe::every_steps),
+        Plain("checkpoint.keep_last", AtLeast(1), &R::checkpoint, &CheckpointRecipe::keep_last),
+        Plain("resume", NonEmpty(), &R::resume),  // auto | none | a checkpoint folder
+        Plain("logging.log_every_steps", AtLeast(1), &R::logging, &LoggingRecipe::log_every_steps),
+        Plain("logging.tensorboard", {}, &R::logging, &LoggingRecipe::tensorboard),
+        Plain("distributed.backend", OneOf({"auto", "nccl", "gloo"}), &R::distributed, &DistributedRecipe::backend),
+        Plain("distributed.bucket_mb", Positive(), &R::distributed, &DistributedRecipe::bucket_mb),
+        Plain("distributed.timeout_s", AtLeast(1), &R::distributed, &DistributedRecipe::timeout_s),
+    });
+    return f;
+  }();
+  return *fields;
+}
+
 // --- resolving ----------------------------------------------------------------------------------------------------
 
 // Builds one Recipe from defaults, then the file, then the overrides, remembering where each value came from.
 class Resolver {
  public:
-  explicit Resolver(std::string source) : source_(std::move(source)), origin_(Fields().size()) {}
+  explicit Resolver(std::string source)
+      : source_(std::move(source)), origin_(Fields().size()), problems_(Fields().size()) {}
 
   absl::Status ReadYaml(const std::string& text) {
     std::vector<YAML::Node> documents;
@@ -403,7 +448,7 @@ class Resolver {
   absl::StatusOr<Recipe> Finish() const {
     for (size_t i = 0; i < Fields().size(); ++i) {
       const Field& field = Fields()[i];
-      const std::string problem = VisitField(field, recipe_, [&](const auto& v) { return Check(field.rule, v); });
+      const std::string problem = problems_[i].empty() ? field.check(recipe_) : problems_[i];
       if (problem.empty()) continue;
       if (origin_[i].empty())  // only a required key can fail at its default
         return absl::InvalidArgumentError(absl::StrCat(field.key, " is required: set it in ", source_,
@@ -449,19 +494,40 @@ class Resolver {
 
   // `where` names the value's place in messages: "file:line: key" or "override 'key=value'".
   absl::Status Assign(const Field& field, const YAML::Node& value, const std::string& where) {
-    absl::Status status = VisitField(field, recipe_, [&](auto& member) { return ParseNode(value, member); });
-    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", status.message()));
-    origin_[&field - Fields().data()] = where;
+    absl::StatusOr<std::string> problem = field.read(recipe_, value);
+    if (!problem.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", problem.status().message()));
+    const size_t index = &field - Fields().data();
+    origin_[index] = where;
+    problems_[index] = *std::move(problem);
     return absl::OkStatus();
   }
 
   std::string source_;
   Recipe recipe_;
   std::vector<std::string> origin_;   // per field, where its value came from; "" = the default
+  std::vector<std::string> problems_;  // per field, a choice its last source got wrong; "" = none
   std::map<std::string, int> lines_;  // keys read from the file and their lines, to refuse duplicates
 };
 
 }  // namespace
+
+std::string LossChoiceName(LossChoice choice) {
+  switch (choice) {
+    case LossChoice::kAuto: return "auto";
+    case LossChoice::kFused: return "fused";
+    case LossChoice::kTorch: return "torch";
+  }
+  return "?";
+}
+
+std::string ObjectiveKindName(ObjectiveKind kind) {
+  switch (kind) {
+    case ObjectiveKind::kSft: return "sft";
+    case ObjectiveKind::kStableAlignment: return "stable_alignment";
+    case ObjectiveKind::kDpo: return "dpo";
+  }
+  return "?";
+}
 
 absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::string& source_name,
                                    const std::vector<std::string>& overrides) {
@@ -498,7 +564,7 @@ std::string RecipeToYaml(const Recipe& recipe) {
     for (; open.size() < depth; open.push_back(names[open.size()]))
       emitter << YAML::Key << names[open.size()] << YAML::Value << YAML::BeginMap;
     emitter << YAML::Key << names.back() << YAML::Value
-            << VisitField(field, recipe, [](const auto& v) { return Format(v); });
+            << field.format(recipe);
   }
   for (; !open.empty(); open.pop_back()) emitter << YAML::EndMap;
   emitter << YAML::EndMap;

@@ -10,13 +10,54 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data/chat_template.h"
+#include "data/jsonl_dataset.h"
+#include "data/record_formats.h"
+#include "models/attention_backend.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/nonfinite_policy.h"
 
 namespace agora {
 
+// The recipe is nested as its YAML is: recipe.optimizer.lr is `optimizer: {lr: ...}`. A choice is an enum, parsed
+// once here; device, model.dtype, distributed.backend and resume stay text because what they mean is only known on
+// the machine that runs (how many GPUs, whether a checkpoint folder exists).
+
+// The head's loss (recipe key `loss`).
+enum class LossChoice {
+  kAuto,   // fused on CUDA, torch on the CPU
+  kFused,  // kernels/loss: no [tokens, vocab] logits (on the CPU the same tiling in ATen ops)
+  kTorch,  // logits, then torch's cross-entropy
+};
+
+// What is optimised (trainer/objectives/).
+enum class ObjectiveKind { kSft, kStableAlignment, kDpo };
+
+struct ModelRecipe {
+  std::string path;              // HF folder: config.json, safetensors, tokenizer
+  std::string dtype = "auto";    // auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
+  bool activation_checkpointing = false;
+  AttentionBackend attention = AttentionBackend::kAgora;  // agora (Agora's flash kernels on CUDA) | sdpa
+
+  bool operator==(const ModelRecipe&) const = default;
+};
+
+// models/lora.h: rank 0 trains every weight; rank >= 1 freezes the model and trains adapters.
+struct LoraRecipe {
+  int64_t rank = 0;
+  double alpha = 16.0;
+  double dropout = 0.0;
+  std::string targets = "q_proj,v_proj";  // comma-separated: q_proj k_proj v_proj o_proj gate_proj ...
+  bool use_rslora = false;                // scaling alpha / sqrt(rank) instead of alpha / rank
+  std::string init_from;                  // a PEFT adapter folder to start from ("" = fresh adapters)
+
+  bool operator==(const LoraRecipe&) const = default;
+};
+
 struct DatasetRecipe {
-  std::string path;          // a JSONL file; "" = none (only allowed for data.validation)
-  // auto | messages | prompt_response | sharegpt | dromedary | sandbox_groups | preference (data/jsonl_dataset.h)
-  std::string format = "auto";
+  std::string path;  // a JSONL file; "" = none (only allowed for data.validation)
+  // auto | messages | prompt_response | sharegpt | dromedary | sandbox_groups | preference (data/record_formats.h)
+  RecordFormat format = RecordFormat::kAuto;
   // Field names in the file, for datasets whose keys differ from the defaults.
   std::string messages_field = "messages";
   std::string role_field = "role";
@@ -28,92 +69,127 @@ struct DatasetRecipe {
   bool operator==(const DatasetRecipe&) const = default;
 };
 
-struct Recipe {
-  // model.*
-  std::string model_path;             // HF folder: config.json, safetensors, tokenizer
-  std::string model_dtype = "auto";   // auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
-  bool activation_checkpointing = false;
-  std::string attention = "agora";    // model.attention: agora (Agora's flash kernels on CUDA) | sdpa (torch SDPA)
+struct DataRecipe {
+  DatasetRecipe train;
+  DatasetRecipe validation;
+  ChatTemplateKind chat_template = ChatTemplateKind::kLlama2;  // data.template: llama2 | llama3 | plain | vicuna
+  int64_t max_seq_len = 2048;
+  bool append_eos = false;            // sandbox_groups responses end with EOS
+  std::string meta_prompts;           // dromedary meta-prompt files, comma-separated
+  int64_t max_source_len = 512;       // dromedary source, its last tokens kept
+  int64_t max_target_len = 512;       // dromedary target, its first tokens kept
+  bool packing = true;
+  bool shuffle = true;
+  BadLinePolicy on_bad_line = BadLinePolicy::kError;  // error | skip
 
-  // lora.* (models/lora.h): rank 0 trains every weight; rank >= 1 freezes the model and trains adapters.
-  int64_t lora_rank = 0;
-  double lora_alpha = 16.0;
-  double lora_dropout = 0.0;
-  std::string lora_targets = "q_proj,v_proj";  // comma-separated: q_proj k_proj v_proj o_proj gate_proj ...
-  bool lora_use_rslora = false;                // scaling alpha / sqrt(rank) instead of alpha / rank
-  std::string lora_init_from;                  // a PEFT adapter folder to start from ("" = fresh adapters)
+  bool operator==(const DataRecipe&) const = default;
+};
 
-  std::string device = "auto";        // auto | cpu | cuda | cuda:N
-  std::string loss = "auto";          // the head's loss: auto (fused on CUDA, torch on CPU) | fused | torch
-  int64_t seed = 1234;
-  std::string output_dir;             // the run folder: recipe.yaml, log.txt, metrics.jsonl, tb/, checkpoints/
+struct StableAlignmentRecipe {
+  int64_t responses_per_query = 3;  // K responses drawn per query
+  double rating_scale = 7.0;
+  double margin = 1.0;
+  double ratio = 0.2;  // the weight of the ranking penalty (lambda)
 
-  // data.*
-  DatasetRecipe train_data;           // data.train.*
-  DatasetRecipe validation_data;      // data.validation.*
-  std::string chat_template = "llama2";  // data.template: llama2 | llama3 | plain | vicuna
-  int64_t max_seq_len = 2048;         // data.max_seq_len
-  bool append_eos = false;            // data.append_eos: sandbox_groups responses end with EOS
-  std::string meta_prompts;           // data.meta_prompts: dromedary meta-prompt files, comma-separated
-  int64_t max_source_len = 512;       // data.max_source_len: dromedary source, its last tokens kept
-  int64_t max_target_len = 512;       // data.max_target_len: dromedary target, its first tokens kept
-  bool packing = true;                // data.packing
-  bool shuffle = true;                // data.shuffle
-  std::string on_bad_line = "error";  // data.on_bad_line: error | skip
+  bool operator==(const StableAlignmentRecipe&) const = default;
+};
 
-  // What is optimised (trainer/objectives/): sft | stable_alignment | dpo.
-  std::string objective = "sft";
-  int64_t responses_per_query = 3;   // stable_alignment.responses_per_query: K responses drawn per query
-  double rating_scale = 7.0;         // stable_alignment.rating_scale
-  double margin = 1.0;               // stable_alignment.margin
-  double ratio = 0.2;                // stable_alignment.ratio: the weight of the ranking penalty (lambda)
-  double dpo_beta = 0.1;             // dpo.beta
+struct DpoRecipe {
+  double beta = 0.1;
 
-  // training loop
-  int64_t batch_size = 1;                  // training.batch_size: rows (of max_seq_len tokens, packed; or one
-                                           // record's sequences, padded) per micro-batch
-  int64_t gradient_accumulation_steps = 1; // training.gradient_accumulation_steps
-  int64_t epochs = 1;                      // training.epochs
-  int64_t max_steps = 0;                   // training.max_steps: optimizer steps; 0 = run `epochs` epochs
-  int64_t stop_after_steps = 0;            // training.stop_after_steps: checkpoint and exit after this many
-                                           // steps without changing the schedule (time-limited jobs); 0 = off
-  double clip_grad_norm = 1.0;             // training.clip_grad_norm: global L2 norm; 0 = off
-  std::string on_nonfinite = "skip";       // training.on_nonfinite: skip | stop
+  bool operator==(const DpoRecipe&) const = default;
+};
 
-  // optimizer.* (AdamW; no weight decay on norms and biases)
+struct TrainingRecipe {
+  int64_t batch_size = 1;  // rows (of max_seq_len tokens, packed; or one record's sequences, padded) per micro-batch
+  int64_t gradient_accumulation_steps = 1;
+  int64_t epochs = 1;
+  int64_t max_steps = 0;         // optimizer steps; 0 = run `epochs` epochs
+  int64_t stop_after_steps = 0;  // checkpoint and exit after this many steps without changing the schedule
+                                 // (time-limited jobs); 0 = off
+  double clip_grad_norm = 1.0;   // global L2 norm; 0 = off
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::kSkip;  // skip | stop
+
+  bool operator==(const TrainingRecipe&) const = default;
+};
+
+// AdamW; no weight decay on norms and biases.
+struct OptimizerRecipe {
   double lr = 2e-5;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
 
-  // scheduler.*
-  std::string scheduler = "cosine";  // scheduler.name: cosine | constant
-  int64_t warmup_steps = 0;          // scheduler.warmup_steps
-  double warmup_ratio = 0.0;         // scheduler.warmup_ratio: warm-up as a fraction of the steps (if steps = 0)
-  double min_lr_ratio = 0.0;         // scheduler.min_lr_ratio: cosine floor as a fraction of lr
+  bool operator==(const OptimizerRecipe&) const = default;
+};
 
-  // eval.*
-  int64_t eval_every_steps = 0;      // 0 = only at the end (when there is validation data)
-  int64_t eval_max_batches = 0;      // 0 = the whole validation set
+struct SchedulerRecipe {
+  ScheduleKind name = ScheduleKind::kCosine;  // cosine | constant
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;  // warm-up as a fraction of the steps (if warmup_steps = 0)
+  double min_lr_ratio = 0.0;  // cosine floor as a fraction of lr
 
-  // checkpoint.*
-  int64_t checkpoint_every_steps = 0;  // 0 = only at the end (and on SIGTERM/SIGINT)
-  int64_t keep_last = 2;               // checkpoint.keep_last
-  std::string resume = "auto";         // resume: auto | none | a checkpoint folder
+  bool operator==(const SchedulerRecipe&) const = default;
+};
 
-  // logging.*
+struct EvalRecipe {
+  int64_t every_steps = 0;  // 0 = only at the end (when there is validation data)
+  int64_t max_batches = 0;  // 0 = the whole validation set
+
+  bool operator==(const EvalRecipe&) const = default;
+};
+
+struct CheckpointRecipe {
+  int64_t every_steps = 0;  // 0 = only at the end (and on SIGTERM/SIGINT)
+  int64_t keep_last = 2;
+
+  bool operator==(const CheckpointRecipe&) const = default;
+};
+
+struct LoggingRecipe {
   int64_t log_every_steps = 1;
   bool tensorboard = true;
 
-  // distributed.* (used when a launcher — torchrun, srun, mpirun, agora launch — started several ranks)
-  std::string distributed_backend = "auto";  // auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
-  double bucket_mb = 25.0;                   // gradient all-reduce bucket size, MB of fp32 gradients
-  int64_t distributed_timeout_s = 1800;      // a rank that never arrives, or a collective that never ends
+  bool operator==(const LoggingRecipe&) const = default;
+};
+
+// Used when a launcher (torchrun, srun, mpirun, agora launch) started several ranks.
+struct DistributedRecipe {
+  std::string backend = "auto";  // auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
+  double bucket_mb = 25.0;       // gradient all-reduce bucket size, MB of fp32 gradients
+  int64_t timeout_s = 1800;      // a rank that never arrives, or a collective that never ends
+
+  bool operator==(const DistributedRecipe&) const = default;
+};
+
+struct Recipe {
+  ModelRecipe model;
+  LoraRecipe lora;
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  LossChoice loss = LossChoice::kAuto;
+  int64_t seed = 1234;
+  std::string output_dir;  // the run folder: recipe.yaml, log.txt, metrics.jsonl, tb/, checkpoints/
+  DataRecipe data;
+  ObjectiveKind objective = ObjectiveKind::kSft;  // sft | stable_alignment | dpo
+  StableAlignmentRecipe stable_alignment;
+  DpoRecipe dpo;
+  TrainingRecipe training;
+  OptimizerRecipe optimizer;
+  SchedulerRecipe scheduler;
+  EvalRecipe eval;
+  CheckpointRecipe checkpoint;
+  std::string resume = "auto";  // auto | none | a checkpoint folder
+  LoggingRecipe logging;
+  DistributedRecipe distributed;
 
   // Field by field; a new field needs a row in recipe.cpp's key table, or the round-trip test fails for it.
   bool operator==(const Recipe&) const = default;
 };
+
+// The YAML spellings: "auto" | "fused" | "torch"; "sft" | "stable_alignment" | "dpo".
+std::string LossChoiceName(LossChoice choice);
+std::string ObjectiveKindName(ObjectiveKind kind);
 
 // YAML values: strings are any scalar ("" for an empty value); integers are decimal (1.5 and 1e3 are refused);
 // numbers accept integers and decimal or exponent notation (1e-4, 0.0001) and must be finite; booleans are YAML 1.2's

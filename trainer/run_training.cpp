@@ -36,27 +36,28 @@ namespace {
 namespace fs = std::filesystem;
 
 absl::StatusOr<TrainingDataOptions> DataOptions(const Recipe& recipe, const DatasetRecipe& dataset, bool train) {
+  const DataRecipe& data = recipe.data;
   TrainingDataOptions o;
   o.path = dataset.path;
-  AGORA_ASSIGN_OR_RETURN(o.format, ParseRecordFormat(dataset.format));
+  o.format = dataset.format;
   o.fields = FieldMap{dataset.messages_field, dataset.role_field,     dataset.content_field,
                       dataset.prompt_field,   dataset.response_field, dataset.system_field};
-  AGORA_ASSIGN_OR_RETURN(o.chat_template, ParseChatTemplateKind(recipe.chat_template));
-  AGORA_ASSIGN_OR_RETURN(o.bad_lines, ParseBadLinePolicy(recipe.on_bad_line));
-  o.max_seq_len = recipe.max_seq_len;
-  o.responses_per_query = recipe.responses_per_query;
-  o.append_eos = recipe.append_eos;
-  for (absl::string_view file : absl::StrSplit(recipe.meta_prompts, ',', absl::SkipWhitespace())) {
+  o.chat_template = data.chat_template;
+  o.bad_lines = data.on_bad_line;
+  o.max_seq_len = data.max_seq_len;
+  o.responses_per_query = recipe.stable_alignment.responses_per_query;
+  o.append_eos = data.append_eos;
+  for (absl::string_view file : absl::StrSplit(data.meta_prompts, ',', absl::SkipWhitespace())) {
     const std::string path(absl::StripAsciiWhitespace(file));
     absl::StatusOr<std::string> text = ReadFile(path);
     if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("data.meta_prompts: ", text.status().message()));
     o.meta_prompts.push_back(*std::move(text));
   }
-  o.max_source_len = recipe.max_source_len;
-  o.max_target_len = recipe.max_target_len;
-  o.batch_rows = recipe.batch_size;
-  o.packing = recipe.packing;
-  o.shuffle = train && recipe.shuffle;
+  o.max_source_len = data.max_source_len;
+  o.max_target_len = data.max_target_len;
+  o.batch_rows = recipe.training.batch_size;
+  o.packing = data.packing;
+  o.shuffle = train && data.shuffle;
   o.seed = static_cast<uint64_t>(recipe.seed);
   return o;
 }
@@ -101,11 +102,12 @@ absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe,
 // adapter folder) when given, fresh ones (PEFT's initialisation, drawn with the recipe's seed) otherwise.
 absl::StatusOr<LoraConfig> SetUpLora(const Recipe& recipe, LlamaForCausalLM& model,
                                      const std::optional<fs::path>& resume_from, RunLog& log) {
-  if (recipe.activation_checkpointing && recipe.lora_dropout > 0)
+  const LoraRecipe& lora = recipe.lora;
+  if (recipe.model.activation_checkpointing && lora.dropout > 0)
     return absl::InvalidArgumentError(
         "model.activation_checkpointing with lora.dropout > 0 is not supported: the recomputed forward would draw "
         "other dropout masks than the first; set lora.dropout=0 or model.activation_checkpointing=false");
-  const fs::path from = resume_from ? *resume_from : fs::path(recipe.lora_init_from);
+  const fs::path from = resume_from ? *resume_from : fs::path(lora.init_from);
   if (!from.empty()) {
     AGORA_ASSIGN_OR_RETURN(LoraConfig config, LoadPeftAdapter(model, from));
     log.Info(absl::StrFormat("LoRA adapters from %s: rank %d, alpha %g, targets %s", from.string(), config.rank,
@@ -113,24 +115,21 @@ absl::StatusOr<LoraConfig> SetUpLora(const Recipe& recipe, LlamaForCausalLM& mod
     return config;
   }
   LoraConfig config;
-  config.rank = recipe.lora_rank;
-  config.alpha = recipe.lora_alpha;
-  config.dropout = recipe.lora_dropout;
-  config.use_rslora = recipe.lora_use_rslora;
-  absl::StatusOr<std::vector<std::string>> targets = ParseLoraTargets(recipe.lora_targets);
+  config.rank = lora.rank;
+  config.alpha = lora.alpha;
+  config.dropout = lora.dropout;
+  config.use_rslora = lora.use_rslora;
+  absl::StatusOr<std::vector<std::string>> targets = ParseLoraTargets(lora.targets);
   if (!targets.ok()) return absl::InvalidArgumentError(absl::StrCat("lora.targets: ", targets.status().message()));
   config.targets = *targets;
   AGORA_RETURN_IF_ERROR(AddLora(model, config, at::make_generator<at::CPUGeneratorImpl>(recipe.seed)));
   return config;
 }
 
-AttentionBackend AttentionBackendOf(const Recipe& recipe) {
-  return recipe.attention == "sdpa" ? AttentionBackend::kSdpa : AttentionBackend::kAgora;
-}
-
 // loss=auto fuses the head with the loss on CUDA; loss=fused on the CPU runs the same vocabulary tiles in ATen.
 HeadLoss ResolveHeadLoss(const Recipe& recipe, const ModelOptions& model_options) {
-  const bool fused = recipe.loss == "fused" || (recipe.loss == "auto" && model_options.device.is_cuda());
+  const bool fused =
+      recipe.loss == LossChoice::kFused || (recipe.loss == LossChoice::kAuto && model_options.device.is_cuda());
   return fused ? HeadLoss::kFused : HeadLoss::kTorch;
 }
 
@@ -139,32 +138,63 @@ HeadLoss ResolveHeadLoss(const Recipe& recipe, const ModelOptions& model_options
 absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, RecordFormat format,
                                                          const ModelOptions& model_options, HeadLoss head_loss,
                                                          RunLog& log) {
-  const std::map<std::string, RecordFormat> needs = {{"stable_alignment", RecordFormat::kSandboxGroups},
-                                                     {"dpo", RecordFormat::kPreference}};
+  const std::map<ObjectiveKind, RecordFormat> needs = {{ObjectiveKind::kStableAlignment, RecordFormat::kSandboxGroups},
+                                                       {ObjectiveKind::kDpo, RecordFormat::kPreference}};
   const auto need = needs.find(recipe.objective);
   if (need == needs.end() ? IsGroupFormat(format) : format != need->second)
     return absl::InvalidArgumentError(absl::StrCat(
-        "objective=", recipe.objective, " does not train on data.train (format ", RecordFormatName(format),
+        "objective=", ObjectiveKindName(recipe.objective), " does not train on data.train (format ",
+        RecordFormatName(format),
         "): sft takes conversations or dromedary records, stable_alignment sandbox_groups, dpo preference"));
-  if (recipe.objective == "stable_alignment")
-    return std::make_unique<StableAlignmentObjective>(
-        StableAlignmentOptions{recipe.rating_scale, recipe.margin, recipe.ratio}, head_loss);
-  if (recipe.objective == "dpo") {
+  const StableAlignmentRecipe& sa = recipe.stable_alignment;
+  if (recipe.objective == ObjectiveKind::kStableAlignment)
+    return std::make_unique<StableAlignmentObjective>(StableAlignmentOptions{sa.rating_scale, sa.margin, sa.ratio},
+                                                      head_loss);
+  if (recipe.objective == ObjectiveKind::kDpo) {
     LlamaForCausalLM reference{nullptr};
-    if (recipe.lora_rank == 0) {
-      AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model_path, model_options));
+    if (recipe.lora.rank == 0) {
+      AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model.path, model_options));
       reference = loaded.model;
       for (auto& p : reference->parameters()) p.set_requires_grad(false);
       reference->eval();
       log.Info("dpo: full fine-tuning keeps a frozen copy of model.path as the reference model (one more model in "
                "memory); LoRA runs use the base model with the adapters off instead");
     }
-    return std::make_unique<DpoObjective>(recipe.dpo_beta, head_loss, reference);
+    return std::make_unique<DpoObjective>(recipe.dpo.beta, head_loss, reference);
   }
   return std::make_unique<SftObjective>(head_loss);
 }
 
 }  // namespace
+
+absl::StatusOr<LoopOptions> LoopOptionsFrom(const Recipe& recipe, int64_t batches_per_epoch, const at::Device& device) {
+  const TrainingRecipe& training = recipe.training;
+  const SchedulerRecipe& scheduler = recipe.scheduler;
+  if (scheduler.warmup_ratio > 0 && scheduler.warmup_steps > 0)
+    return absl::InvalidArgumentError("set scheduler.warmup_steps or scheduler.warmup_ratio, not both");
+  LoopOptions o;
+  o.total_steps = training.max_steps > 0
+                      ? training.max_steps
+                      : training.epochs * batches_per_epoch / training.gradient_accumulation_steps;
+  o.gradient_accumulation_steps = training.gradient_accumulation_steps;
+  o.clip_grad_norm = training.clip_grad_norm;
+  o.on_nonfinite = training.on_nonfinite;
+  o.eval_every_steps = recipe.eval.every_steps;
+  o.eval_max_batches = recipe.eval.max_batches;
+  o.checkpoint_every_steps = recipe.checkpoint.every_steps;
+  o.stop_after_steps = training.stop_after_steps;
+  o.log_every_steps = recipe.logging.log_every_steps;
+  o.schedule.kind = scheduler.name;
+  o.schedule.lr = recipe.optimizer.lr;
+  o.schedule.warmup_steps =
+      scheduler.warmup_ratio > 0
+          ? static_cast<int64_t>(std::ceil(scheduler.warmup_ratio * static_cast<double>(o.total_steps)))
+          : scheduler.warmup_steps;
+  o.schedule.total_steps = o.total_steps;
+  o.schedule.min_lr_ratio = scheduler.min_lr_ratio;
+  o.device = device;
+  return o;
+}
 
 absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // Data parallel when a launcher (torchrun, srun, mpirun, agora launch) started this process: join the other
@@ -176,14 +206,14 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // Where and in what precision.
   AGORA_ASSIGN_OR_RETURN(ModelOptions model_options,
                          ResolveModelOptions(launch ? DeviceForRank(recipe.device, *launch) : recipe.device,
-                                             recipe.model_dtype));
-  model_options.attention = AttentionBackendOf(recipe);
-  model_options.activation_checkpointing = recipe.activation_checkpointing;
+                                             recipe.model.dtype));
+  model_options.attention = recipe.model.attention;
+  model_options.activation_checkpointing = recipe.model.activation_checkpointing;
   const HeadLoss head_loss = ResolveHeadLoss(recipe, model_options);
   std::unique_ptr<Communicator> communicator;
   if (launch) {
-    AGORA_ASSIGN_OR_RETURN(communicator, JoinJob(*launch, recipe.distributed_backend, model_options.device,
-                                                 recipe.distributed_timeout_s));
+    AGORA_ASSIGN_OR_RETURN(communicator, JoinJob(*launch, recipe.distributed.backend, model_options.device,
+                                                 recipe.distributed.timeout_s));
   }
 
   // The run folder, and whether this run continues an earlier one.
@@ -209,9 +239,9 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                          model_options.device.str(), ", dtype ", c10::toString(model_options.dtype)));
 
   // Tokenizer and data.
-  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model_path));
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model.path));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
-  AGORA_ASSIGN_OR_RETURN(TrainingDataOptions train_options, DataOptions(recipe, recipe.train_data, true));
+  AGORA_ASSIGN_OR_RETURN(TrainingDataOptions train_options, DataOptions(recipe, recipe.data.train, true));
   if (launch) {  // each rank reads its share of every global batch
     train_options.rank = launch->rank;
     train_options.world_size = launch->world_size;
@@ -219,21 +249,21 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<TrainingDataLoader> train, TrainingDataLoader::Open(train_options, tokenizer));
   Describe(*log, "train", train_options, train->stats());
   std::unique_ptr<TrainingDataLoader> validation;
-  if (leader && !recipe.validation_data.path.empty()) {  // rank 0 evaluates the whole validation set
-    AGORA_ASSIGN_OR_RETURN(TrainingDataOptions options, DataOptions(recipe, recipe.validation_data, false));
+  if (leader && !recipe.data.validation.path.empty()) {  // rank 0 evaluates the whole validation set
+    AGORA_ASSIGN_OR_RETURN(TrainingDataOptions options, DataOptions(recipe, recipe.data.validation, false));
     AGORA_ASSIGN_OR_RETURN(validation, TrainingDataLoader::Open(options, tokenizer));
     Describe(*log, "validation", options, validation->stats());
   }
   const int64_t batches_per_epoch = train->stats().batches_per_epoch;
-  if (batches_per_epoch < recipe.gradient_accumulation_steps)
+  if (batches_per_epoch < recipe.training.gradient_accumulation_steps)
     return absl::InvalidArgumentError(absl::StrFormat(
         "data.train gives %d batches per epoch, fewer than training.gradient_accumulation_steps=%d",
-        batches_per_epoch, recipe.gradient_accumulation_steps));
+        batches_per_epoch, recipe.training.gradient_accumulation_steps));
 
   // The model: a full fine-tune resumes from its checkpoint (a complete model folder); a LoRA run loads the base
   // from model.path and its adapters next.
-  const bool lora = recipe.lora_rank > 0;
-  const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model_path);
+  const bool lora = recipe.lora.rank > 0;
+  const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model.path);
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
   LlamaForCausalLM model = loaded.model;
   log->Info(head_loss == HeadLoss::kFused
@@ -253,12 +283,12 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
     trainable.push_back({item.key(), param, Decays(item.key())});
     trained_count += param.numel();
   }
-  AdamW optimizer(std::move(trainable),
-                  AdamWOptions{recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay});
-  log->Info(absl::StrFormat("model %s: %d parameters, %d trained (%s)%s", recipe.model_path, parameter_count,
+  const OptimizerRecipe& o = recipe.optimizer;
+  AdamW optimizer(std::move(trainable), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay});
+  log->Info(absl::StrFormat("model %s: %d parameters, %d trained (%s)%s", recipe.model.path, parameter_count,
                             trained_count, lora ? "LoRA adapters in float32" : "all",
-                            recipe.activation_checkpointing ? ", activation checkpointing" : ""));
-  CheckpointManager checkpoints(run_dir / "checkpoints", recipe.keep_last, recipe.model_path, lora_config);
+                            recipe.model.activation_checkpointing ? ", activation checkpointing" : ""));
+  CheckpointManager checkpoints(run_dir / "checkpoints", recipe.checkpoint.keep_last, recipe.model.path, lora_config);
   const int64_t world_size = launch ? launch->world_size : 1;
 
   // Where training stands.
@@ -290,46 +320,25 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
     AGORA_ASSIGN_OR_RETURN(metrics, MetricsLog::Open(run_dir / "metrics.jsonl", state.step));
   }
   std::unique_ptr<TensorBoardWriter> tensorboard;
-  if (leader && recipe.tensorboard) {
+  if (leader && recipe.logging.tensorboard) {
     AGORA_ASSIGN_OR_RETURN(tensorboard, TensorBoardWriter::Create(run_dir / "tb"));
   }
 
-  LoopOptions options;
-  options.total_steps = recipe.max_steps > 0
-                            ? recipe.max_steps
-                            : recipe.epochs * batches_per_epoch / recipe.gradient_accumulation_steps;
-  options.gradient_accumulation_steps = recipe.gradient_accumulation_steps;
-  options.clip_grad_norm = recipe.clip_grad_norm;
-  options.on_nonfinite = recipe.on_nonfinite == "stop" ? NonFinitePolicy::kStop : NonFinitePolicy::kSkip;
-  options.eval_every_steps = recipe.eval_every_steps;
-  options.eval_max_batches = recipe.eval_max_batches;
-  options.checkpoint_every_steps = recipe.checkpoint_every_steps;
-  options.stop_after_steps = recipe.stop_after_steps;
-  options.log_every_steps = recipe.log_every_steps;
-  AGORA_ASSIGN_OR_RETURN(options.schedule.kind, ParseScheduleKind(recipe.scheduler));
-  options.schedule.lr = recipe.lr;
-  if (recipe.warmup_ratio > 0 && recipe.warmup_steps > 0)
-    return absl::InvalidArgumentError("set scheduler.warmup_steps or scheduler.warmup_ratio, not both");
-  options.schedule.warmup_steps =
-      recipe.warmup_ratio > 0
-          ? static_cast<int64_t>(std::ceil(recipe.warmup_ratio * static_cast<double>(options.total_steps)))
-          : recipe.warmup_steps;
-  options.schedule.total_steps = options.total_steps;
-  options.schedule.min_lr_ratio = recipe.min_lr_ratio;
-  options.device = model_options.device;
+  AGORA_ASSIGN_OR_RETURN(const LoopOptions options,
+                         LoopOptionsFrom(recipe, batches_per_epoch, model_options.device));
   log->Info(absl::StrFormat("%d optimizer steps of %d x %d micro-batches (%d batches per epoch), %s schedule, lr %g",
-                            options.total_steps, recipe.gradient_accumulation_steps, recipe.batch_size,
-                            batches_per_epoch, recipe.scheduler, recipe.lr));
+                            options.total_steps, options.gradient_accumulation_steps, recipe.training.batch_size,
+                            batches_per_epoch, ScheduleKindName(options.schedule.kind), options.schedule.lr));
 
   const bool launched = communicator != nullptr;
   const std::unique_ptr<DataParallel> data_parallel =
       launched ? std::make_unique<DataParallel>(std::move(communicator), optimizer,
-                                                    static_cast<int64_t>(recipe.bucket_mb * 1024 * 1024), *log)
+                                                    static_cast<int64_t>(recipe.distributed.bucket_mb * 1024 * 1024), *log)
                    : std::make_unique<DataParallel>(*log);  // alone
   if (launched) {
     log->Info(absl::StrFormat("gradients are summed over %d ranks in %d buckets of up to %g MB, during the backward "
                               "of each step's last micro-batch",
-                              data_parallel->world_size(), data_parallel->bucket_count(), recipe.bucket_mb));
+                              data_parallel->world_size(), data_parallel->bucket_count(), recipe.distributed.bucket_mb));
   }
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Objective> objective,
                          MakeObjective(recipe, train->format(), model_options, head_loss, *log));

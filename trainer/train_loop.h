@@ -12,6 +12,7 @@
 #include "trainer/adamw.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_log.h"
+#include "trainer/nonfinite_policy.h"
 #include "trainer/objective.h"
 #include "trainer/run_log.h"
 #include "trainer/tensorboard_writer.h"
@@ -20,8 +21,6 @@
 namespace agora {
 
 class DataParallel;  // trainer/distributed/data_parallel.h
-
-enum class NonFinitePolicy { kSkip, kStop };
 
 struct LoopOptions {
   int64_t total_steps = 1;
