@@ -1,33 +1,23 @@
-// Key/value cache for incremental decoding, kept apart from the model so engines (generation now, simulators
-// later) own and reuse caches while the model stays stateless.
+// What a forward through the layers needs of a key/value cache, kept apart from the model so engines own and
+// reuse caches while the model stays stateless. The cache itself is the engine's (models/slot_kv_cache.h).
 #pragma once
 
+#include <cstdint>
 #include <utility>
-#include <vector>
 
 #include <ATen/core/Tensor.h>
 
-#include "models/config.h"
-
 namespace agora {
 
-class KVCache {
+// Each layer appends its new keys/values [B, Hkv, S, D] and attends over what comes back; Advance(S) once after
+// every layer has appended, so all layers of a step see the same offset.
+class KVCacheView {
  public:
-  KVCache(const LlamaConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype, at::Device device);
-
-  // Writes this step's keys/values [B, Hkv, S, D] of `layer` after the cached ones and returns views of all
-  // cached keys/values [B, Hkv, length() + S, D]. length() moves on only with Advance(S), once every layer
-  // has appended, so all layers of a step see the same offset.
-  std::pair<at::Tensor, at::Tensor> Append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
-  void Advance(int64_t steps);
-
-  int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
-
- private:
-  std::vector<at::Tensor> keys_, values_;  // per layer [B, Hkv, capacity, D]
-  int64_t length_ = 0;
-  int64_t capacity_;
+  virtual ~KVCacheView() = default;
+  // The position, in the keys Append returns, of this step's first query (the causal mask's offset).
+  virtual int64_t query_offset() const = 0;
+  virtual std::pair<at::Tensor, at::Tensor> Append(int64_t layer, const at::Tensor& k, const at::Tensor& v) = 0;
+  virtual void Advance(int64_t steps) = 0;
 };
 
 }  // namespace agora

@@ -98,7 +98,7 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c, const ModelOptions& options
 }
 
 at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& position_ids,
-                                   const AttentionMask& mask, KVCache* cache) {
+                                   const AttentionMask& mask, KVCacheView* cache) {
   TORCH_CHECK(input_ids.dim() == 2 && position_ids.sizes() == input_ids.sizes(),
               "Llama: input_ids and position_ids must both be [B, S], got ", input_ids.sizes(), " and ",
               position_ids.sizes());
@@ -111,7 +111,7 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
     PrepareForKernels(context.mask, input_ids.size(1), h.device());
   context.cache = cache;
   context.attention_backend = options_.attention;
-  if (cache != nullptr) context.mask.query_offset = cache->length();
+  if (cache != nullptr) context.mask.query_offset = cache->query_offset();
   // Checkpointing only pays where a graph is being recorded; decoding with a cache never trains.
   const bool checkpoint = options_.activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;
   for (const auto& module : *layers) {

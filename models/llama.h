@@ -62,7 +62,7 @@ TORCH_MODULE(RMSNorm);
 struct LayerContext {
   at::Tensor cos, sin;  // [B, S, head_dim]
   AttentionMask mask;
-  KVCache* cache = nullptr;
+  KVCacheView* cache = nullptr;
   AttentionBackend attention_backend = AttentionBackend::kAgora;
 };
 
@@ -102,7 +102,7 @@ class LlamaModelImpl : public torch::nn::Module {
   LlamaModelImpl(const LlamaConfig& config, const ModelOptions& options);
   // input_ids, position_ids: [B, S] int64. Returns the final hidden states [B, S, hidden_size].
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids, const AttentionMask& mask,
-                     KVCache* cache);
+                     KVCacheView* cache);
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -119,7 +119,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   LlamaForCausalLMImpl(const LlamaConfig& config, const ModelOptions& options);
 
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids, const AttentionMask& mask,
-                     KVCache* cache = nullptr) {
+                     KVCacheView* cache = nullptr) {
     return model->forward(input_ids, position_ids, mask, cache);
   }
   // The output projection: lm_head.weight, or the embedding matrix when tie_word_embeddings.

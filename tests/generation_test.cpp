@@ -33,6 +33,18 @@ TEST(Sampling, TopKAndTopPKeepExactlyTheRightTokens) {
   EXPECT_NEAR(p[0][3].item<float>(), std::sqrt(0.05) / z, 1e-6);
 }
 
+TEST(Sampling, MinPDropsTokensLessLikelyThanItsShareOfTheBest) {
+  const at::Tensor logits = at::tensor({0.5, 0.3, 0.15, 0.05}).log().view({1, 4});
+  SamplingOptions o;
+  o.temperature = 1.0;
+  o.min_p = 0.5;  // threshold 0.25: keeps 0.5 and 0.3
+  const at::Tensor p = SamplingProbabilities(logits, o);
+  EXPECT_NEAR(p[0][0].item<float>(), 0.5 / 0.8, 1e-6);
+  EXPECT_NEAR(p[0][1].item<float>(), 0.3 / 0.8, 1e-6);
+  EXPECT_EQ(p[0][2].item<float>(), 0.0f);
+  EXPECT_EQ(p[0][3].item<float>(), 0.0f);
+}
+
 class GenerationTest : public ::testing::Test {
  protected:
   void SetUp() override {
