@@ -24,7 +24,8 @@ ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, adapter);
 ABSL_DECLARE_FLAG(std::string, dtype);
 ABSL_FLAG(std::string, out, "",
-          "export: the folder to write; data sandbox-to-groups: the grouped training file to write");
+          "export: the folder to write; data sandbox-to-groups: the grouped training file to write; generate "
+          "--requests: the results JSONL (appended; a rerun skips the ids it holds)");
 ABSL_FLAG(bool, merge, false, "export: fold the adapter into the base weights and write a full HF model folder");
 
 namespace agora::cli {

@@ -1,0 +1,157 @@
+#include "cli/generation_requests.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace agora::cli {
+namespace {
+
+using nlohmann::json;
+
+// The request in `j` over `defaults`; the error names the field.
+absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, RequestLine& r) {
+  if (!j.is_object()) return absl::InvalidArgumentError("expected a JSON object");
+  r.sampling = defaults;
+  SamplingOptions& s = r.sampling;
+  for (const auto& [key, value] : j.items()) {
+    try {
+      if (key == "id") {
+        if (!value.is_string() && !value.is_number_integer())
+          return absl::InvalidArgumentError("id: expected a string or an integer");
+        r.id = value.is_string() ? value.get<std::string>() : std::to_string(value.get<int64_t>());
+      } else if (key == "prompt") {
+        r.prompt = value.get<std::string>();
+      } else if (key == "messages") {
+        Conversation c;
+        for (const json& m : value)
+          c.messages.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
+        r.messages = std::move(c);
+      } else if (key == "max_new_tokens") {
+        s.max_new_tokens = value.get<int64_t>();
+      } else if (key == "temperature") {
+        s.temperature = value.get<double>();
+      } else if (key == "top_k") {
+        s.top_k = value.get<int64_t>();
+      } else if (key == "top_p") {
+        s.top_p = value.get<double>();
+      } else if (key == "min_p") {
+        s.min_p = value.get<double>();
+      } else if (key == "repetition_penalty") {
+        s.repetition_penalty = value.get<double>();
+      } else if (key == "no_repeat_ngram_size") {
+        s.no_repeat_ngram_size = value.get<int64_t>();
+      } else if (key == "seed") {
+        s.seed = value.get<uint64_t>();
+      } else if (key == "stop") {
+        s.stop_strings = value.is_string() ? std::vector<std::string>{value.get<std::string>()}
+                                           : value.get<std::vector<std::string>>();
+      } else if (key == "logit_bias") {
+        for (const auto& [token, bias] : value.items()) s.logit_bias.emplace_back(std::stoll(token), bias.get<double>());
+      } else if (key == "choices") {
+        r.choices = value.get<std::vector<std::string>>();
+        if (r.choices.empty()) return absl::InvalidArgumentError("choices: expected at least one");
+      } else if (key == "integer_range") {
+        const auto range = value.get<std::vector<int64_t>>();
+        if (range.size() != 2 || range[0] > range[1] || range[1] - range[0] >= 10000)
+          return absl::InvalidArgumentError("integer_range: expected [lo, hi] with lo <= hi, at most 10000 values");
+        for (int64_t v = range[0]; v <= range[1]; ++v) r.choices.push_back(std::to_string(v));
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("unknown field '", key, "'"));
+      }
+    } catch (const std::exception& e) {  // nlohmann's type errors, std::stoll
+      return absl::InvalidArgumentError(absl::StrCat(key, ": ", e.what()));
+    }
+  }
+  if (r.id.empty()) return absl::InvalidArgumentError("id: required");
+  if (r.prompt.has_value() == r.messages.has_value())
+    return absl::InvalidArgumentError("give exactly one of prompt and messages");
+  if (s.temperature < 0 || s.top_p <= 0 || s.top_p > 1 || s.min_p < 0 || s.min_p > 1 || s.repetition_penalty <= 0 ||
+      s.top_k < 0 || s.no_repeat_ngram_size < 0)
+    return absl::InvalidArgumentError(
+        "sampling: expected temperature >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, repetition_penalty > 0, top_k >= 0, "
+        "no_repeat_ngram_size >= 0");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem::path& path,
+                                                          const SamplingOptions& defaults, bool skip_bad_lines,
+                                                          int64_t* skipped) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
+  std::vector<RequestLine> requests;
+  std::set<std::string> ids;
+  int64_t number = 0;
+  for (std::string text; std::getline(in, text);) {
+    ++number;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    RequestLine r;
+    r.line = number;
+    absl::Status status;
+    const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    status = j.is_discarded() ? absl::InvalidArgumentError("not valid JSON") : ParseRequest(j, defaults, r);
+    if (status.ok() && !ids.insert(r.id).second)
+      status = absl::InvalidArgumentError(absl::StrCat("id '", r.id, "' was already used"));
+    if (!status.ok()) {
+      if (!skip_bad_lines)
+        return absl::InvalidArgumentError(absl::StrCat(path.string(), ":", number, ": ", status.message()));
+      ++*skipped;
+      continue;
+    }
+    requests.push_back(std::move(r));
+  }
+  return requests;
+}
+
+absl::StatusOr<ResultsFile> ResultsFile::Open(const std::filesystem::path& path) {
+  std::set<std::string> finished;
+  int64_t keep = 0;  // bytes of complete, parsable lines
+  if (std::ifstream in(path, std::ios::binary); in) {
+    std::string text;
+    int64_t offset = 0;
+    while (std::getline(in, text)) {
+      const bool complete = !in.eof();  // a line without its newline was cut short
+      const json j = json::parse(text, nullptr, false);
+      if (!complete || j.is_discarded() || !j.contains("id")) break;
+      finished.insert(j["id"].get<std::string>());
+      offset += static_cast<int64_t>(text.size()) + 1;
+      keep = offset;
+    }
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) std::filesystem::resize_file(path, keep, ec);
+  if (ec) return absl::InternalError(absl::StrCat(path.string(), ": cannot cut its torn last line: ", ec.message()));
+  std::FILE* file = std::fopen(path.c_str(), "ab");
+  if (file == nullptr)
+    return absl::InternalError(absl::StrCat(path.string(), ": cannot open for appending: ", std::strerror(errno)));
+  return ResultsFile(path, file, std::move(finished));
+}
+
+ResultsFile::ResultsFile(ResultsFile&& other) noexcept
+    : path_(std::move(other.path_)), file_(std::exchange(other.file_, nullptr)), finished_(std::move(other.finished_)) {}
+
+ResultsFile::~ResultsFile() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+absl::Status ResultsFile::Append(const GenerationResult& result) {
+  const nlohmann::ordered_json line = {{"id", result.id},
+                     {"text", result.text},
+                     {"tokens", result.tokens},
+                     {"finish_reason", result.finish_reason}};
+  // Invalid UTF-8 in the text (a sampled output cut mid-character) is replaced rather than refused.
+  const std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0)
+    return absl::InternalError(absl::StrCat(path_.string(), ": write failed: ", std::strerror(errno)));
+  finished_.insert(result.id);
+  return absl::OkStatus();
+}
+
+}  // namespace agora::cli

@@ -1,0 +1,60 @@
+// `agora generate --requests in.jsonl --out out.jsonl`: the request file, and the results file that makes a run
+// resumable. A request line is {"id", "prompt" | "messages", ...sampling fields}; a result line is
+// {"id", "text", "tokens" (the generated ids), "finish_reason"}, appended as each request finishes. A run that was stopped (kill -9
+// included) and started again skips the ids its results file already holds, so no request is answered twice.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/record_formats.h"
+#include "models/generation_engine.h"
+
+namespace agora::cli {
+
+// One request as the file gives it, before tokenisation.
+struct RequestLine {
+  int64_t line = 0;  // 1-based, for messages
+  std::string id;
+  std::optional<std::string> prompt;         // plain text
+  std::optional<Conversation> messages;      // rendered with the chat template
+  SamplingOptions sampling;                  // the file's fields over the command line's defaults
+  std::vector<std::string> choices;          // "choices": [...] or "integer_range": [lo, hi]
+};
+
+// Fields: id (string or integer, required, unique), prompt (string) or messages ([{role, content}]), and optional
+// max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram_size, seed,
+// stop (a string or a list), logit_bias ({"token id": bias}), choices (a list of strings), integer_range ([lo, hi],
+// at most 10000 values). An unknown field, a wrong type or a repeated id is an error naming the file and line;
+// with skip_bad_lines such lines are left out and counted in *skipped instead.
+absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem::path& path,
+                                                          const SamplingOptions& defaults, bool skip_bad_lines,
+                                                          int64_t* skipped);
+
+// The results file: opened for appending after the complete lines already there (a torn last line, from a run
+// killed mid-write, is cut off), whose ids are finished().
+class ResultsFile {
+ public:
+  static absl::StatusOr<ResultsFile> Open(const std::filesystem::path& path);
+  ResultsFile(ResultsFile&& other) noexcept;
+  ~ResultsFile();
+
+  const std::set<std::string>& finished() const { return finished_; }
+  // One line, flushed to the kernel at once: a process killed after Append returns has kept it.
+  absl::Status Append(const GenerationResult& result);
+
+ private:
+  ResultsFile(std::filesystem::path path, std::FILE* file, std::set<std::string> finished)
+      : path_(std::move(path)), file_(file), finished_(std::move(finished)) {}
+  std::filesystem::path path_;
+  std::FILE* file_ = nullptr;
+  std::set<std::string> finished_;
+};
+
+}  // namespace agora::cli
