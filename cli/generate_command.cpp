@@ -174,9 +174,9 @@ class Progress {
     if (!last && Seconds(printed_) < (terminal_ ? 0.5 : 10.0)) return;
     printed_ = Clock::now();
     const double hit = stats.prompt_tokens > 0 ? 100.0 * stats.cached_prompt_tokens / stats.prompt_tokens : 0.0;
-    std::fprintf(stderr, "%s%d/%d requests, %.2f requests/s, %.1f generated tokens/s, prefix cache %.0f%% of prompt "
-                 "tokens%s", terminal_ ? "\r" : "", static_cast<int>(done), static_cast<int>(total_),
-                 done / std::max(elapsed, 1e-9), stats.generated_tokens / std::max(elapsed, 1e-9), hit,
+    std::fprintf(stderr, "%s%d/%d requests in %.2f s, %.2f requests/s, %.1f generated tokens/s, prefix cache %.0f%% "
+                 "of prompt tokens%s", terminal_ ? "\r" : "", static_cast<int>(done), static_cast<int>(total_),
+                 elapsed, done / std::max(elapsed, 1e-9), stats.generated_tokens / std::max(elapsed, 1e-9), hit,
                  terminal_ && !last ? "" : "\n");
   }
 
@@ -209,7 +209,8 @@ int AnswerRequests(Setup& setup) {
   for (const RequestLine& line : *lines) {
     if (results->finished().count(line.id) > 0) continue;
     const std::string where = absl::StrCat(requests_path, ":", line.line, ": ");
-    absl::StatusOr<std::vector<int64_t>> ids = PromptIds(setup, line.prompt, line.messages);
+    absl::StatusOr<std::vector<int64_t>> ids =
+        line.prompt_ids ? *line.prompt_ids : PromptIds(setup, line.prompt, line.messages);
     if (!ids.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(where, ids.status().message())));
     SamplingOptions sampling = line.sampling;
     for (const std::string& choice : line.choices)

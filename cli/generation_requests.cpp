@@ -27,6 +27,8 @@ absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, Reques
         r.id = value.is_string() ? value.get<std::string>() : std::to_string(value.get<int64_t>());
       } else if (key == "prompt") {
         r.prompt = value.get<std::string>();
+      } else if (key == "prompt_ids") {
+        r.prompt_ids = value.get<std::vector<int64_t>>();
       } else if (key == "messages") {
         Conversation c;
         for (const json& m : value)
@@ -69,8 +71,8 @@ absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, Reques
     }
   }
   if (r.id.empty()) return absl::InvalidArgumentError("id: required");
-  if (r.prompt.has_value() == r.messages.has_value())
-    return absl::InvalidArgumentError("give exactly one of prompt and messages");
+  if (r.prompt.has_value() + r.messages.has_value() + r.prompt_ids.has_value() != 1)
+    return absl::InvalidArgumentError("give exactly one of prompt, messages and prompt_ids");
   if (s.temperature < 0 || s.top_p <= 0 || s.top_p > 1 || s.min_p < 0 || s.min_p > 1 || s.repetition_penalty <= 0 ||
       s.top_k < 0 || s.no_repeat_ngram_size < 0)
     return absl::InvalidArgumentError(

@@ -1,7 +1,8 @@
 // `agora generate --requests in.jsonl --out out.jsonl`: the request file, and the results file that makes a run
-// resumable. A request line is {"id", "prompt" | "messages", ...sampling fields}; a result line is
-// {"id", "text", "tokens" (the generated ids), "finish_reason"}, appended as each request finishes. A run that was stopped (kill -9
-// included) and started again skips the ids its results file already holds, so no request is answered twice.
+// resumable. A request line is {"id", "prompt" | "messages" | "prompt_ids", ...sampling fields}; a result line is
+// {"id", "text", "tokens" (the generated ids), "finish_reason"}, appended as each request finishes. A run that was
+// stopped (kill -9 included) and started again skips the ids its results file already holds, so no request is
+// answered twice.
 #pragma once
 
 #include <cstdint>
@@ -24,11 +25,13 @@ struct RequestLine {
   std::string id;
   std::optional<std::string> prompt;         // plain text
   std::optional<Conversation> messages;      // rendered with the chat template
+  std::optional<std::vector<int64_t>> prompt_ids;  // already tokenised, used as given
   SamplingOptions sampling;                  // the file's fields over the command line's defaults
   std::vector<std::string> choices;          // "choices": [...] or "integer_range": [lo, hi]
 };
 
-// Fields: id (string or integer, required, unique), prompt (string) or messages ([{role, content}]), and optional
+// Fields: id (string or integer, required, unique), one of prompt (string), messages ([{role, content}]) and
+// prompt_ids (token ids, BOS included if wanted), and optional
 // max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram_size, seed,
 // stop (a string or a list), logit_bias ({"token id": bias}), choices (a list of strings), integer_range ([lo, hi],
 // at most 10000 values). An unknown field, a wrong type or a repeated id is an error naming the file and line;
