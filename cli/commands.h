@@ -6,6 +6,7 @@
 namespace agora::cli {
 
 int RunData(const std::vector<char*>& positional_args);
+int RunEval(const std::vector<char*>& positional_args);
 int RunExport(const std::vector<char*>& positional_args);
 int RunLaunch(int argc, char** argv);  // its own argument parsing: the rest is the ranks' command
 int RunGenerate(const std::vector<char*>& positional_args);

@@ -18,6 +18,10 @@ constexpr char kUsage[] =
     "  generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
     "            [--seed S] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16]\n"
     "            [--adapter LORA_DIR] [--chat-template llama2|llama3|plain|vicuna]\n"
+    "  generate  --model DIR --requests IN.jsonl --out OUT.jsonl   many requests, resumable (see the README)\n"
+    "  eval      --model DIR [--adapter LORA_DIR] --task FILE[,FILE] [--out RESULTS.json]\n"
+    "            multiple choice by log-likelihood (TruthfulQA mc_task.json, BIG-bench task.json, JSONL);\n"
+    "            [--generate PROMPTS.jsonl --generate_out PREFIX]: base and tuned answers side by side\n"
     "  export    --adapter LORA_DIR --out DIR [--merge --model BASE_DIR [--dtype D]]\n"
     "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n"
     "  data      sandbox-to-groups --out FILE [--self-critic-ratio R] [--realignment-ratio R] [--seed S] LOG...\n"
@@ -57,6 +61,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return agora::cli::RunGenerate(positional);
   if (command == "train") return agora::cli::RunTrain(positional);
   if (command == "export") return agora::cli::RunExport(positional);
+  if (command == "eval") return agora::cli::RunEval(positional);
   if (command == "data") return agora::cli::RunData(positional);
   std::fprintf(stderr, "agora: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 2;
