@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: LoRA fine-tuning of the embedded tiny model (assets/tiny-llama) on the bundled sandbox-society
 # sample (assets/data/sandbox_demo) with recipes/tiny_demo.yaml: stop half-way as a preempted job would, resume
-# from the checkpoint, answer a question with the adapter, and export the adapter merged into a full HF model.
+# from the checkpoint, answer a question with the adapter, score the bundled evaluation tasks before and after,
+# and export the adapter merged into a full HF model.
 # The run folder is build/demo_run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,11 @@ question="How can I get my neighbour to stop playing loud music at night?"
 echo "== 3/3 agora generate: the base model with the adapter of $final (greedy, llama2 chat template) =="
 "$agora" generate --model assets/tiny-llama --adapter "$final" --chat_template llama2 --prompt "$question" \
   --max-new-tokens 80
+echo
+echo "== agora eval: the bundled multiple-choice tasks, base model and then with the adapter =="
+tasks=assets/eval/alignment_mc.jsonl,assets/eval/truthfulqa_sample_mc_task.json,assets/eval/hhh_sample_task.json
+"$agora" eval --model assets/tiny-llama --task "$tasks" --out "$run/eval_base.json"
+"$agora" eval --model assets/tiny-llama --adapter "$final" --task "$tasks" --out "$run/eval_tuned.json"
 echo
 echo "== agora export --merge: the adapter folded into the base, a plain HF model folder =="
 "$agora" export --merge --model assets/tiny-llama --adapter "$final" --out "$run/merged"
