@@ -140,7 +140,7 @@ int AnswerRequests(Setup& setup) {
     SamplingOptions sampling = line.sampling;
     for (const std::string& choice : line.choices)
       sampling.choices.push_back(Widen(setup.tokenizer->Encode(choice, {.add_bos = false})));
-    if (absl::Status s = engine.Submit({line.id, *ids, sampling}); !s.ok())
+    if (absl::Status s = engine.Submit({line.id, *ids, sampling, line.use_adapter}); !s.ok())
       return Fail(absl::InvalidArgumentError(absl::StrCat(where, s.message())));
     ++queued;
   }

@@ -55,6 +55,8 @@ absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, Reques
                                            : value.get<std::vector<std::string>>();
       } else if (key == "logit_bias") {
         for (const auto& [token, bias] : value.items()) s.logit_bias.emplace_back(std::stoll(token), bias.get<double>());
+      } else if (key == "adapter") {
+        r.use_adapter = value.get<bool>();
       } else if (key == "choices") {
         r.choices = value.get<std::vector<std::string>>();
         if (r.choices.empty()) return absl::InvalidArgumentError("choices: expected at least one");

@@ -28,14 +28,15 @@ struct RequestLine {
   std::optional<std::vector<int64_t>> prompt_ids;  // already tokenised, used as given
   SamplingOptions sampling;                  // the file's fields over the command line's defaults
   std::vector<std::string> choices;          // "choices": [...] or "integer_range": [lo, hi]
+  bool use_adapter = true;                   // "adapter": false answers with the base model (--adapter given)
 };
 
 // Fields: id (string or integer, required, unique), one of prompt (string), messages ([{role, content}]) and
-// prompt_ids (token ids, BOS included if wanted), and optional
-// max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram_size, seed,
-// stop (a string or a list), logit_bias ({"token id": bias}), choices (a list of strings), integer_range ([lo, hi],
-// at most 10000 values). An unknown field, a wrong type or a repeated id is an error naming the file and line;
-// with skip_bad_lines such lines are left out and counted in *skipped instead.
+// prompt_ids (token ids, BOS included if wanted), and optional max_new_tokens, temperature, top_k, top_p, min_p,
+// repetition_penalty, no_repeat_ngram_size, seed, stop (a string or a list), logit_bias ({"token id": bias}),
+// adapter (false: answered by the base model when --adapter is given), choices (a list of strings) and
+// integer_range ([lo, hi], at most 10000 values). An unknown field, a wrong type or a repeated id is an error
+// naming the file and line; with skip_bad_lines such lines are left out and counted in *skipped instead.
 absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem::path& path,
                                                           const SamplingOptions& defaults, bool skip_bad_lines,
                                                           int64_t* skipped);

@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/lora.h"
 
 namespace agora {
 
@@ -73,9 +74,7 @@ void GenerationEngine::Run(const std::function<void(GenerationResult)>& on_finis
   int64_t capacity = 1;
   for (const auto& s : waiting_)
     capacity = std::max<int64_t>(capacity, static_cast<int64_t>(s->request.prompt.size()) + s->max_new_tokens);
-  if (!cache_ || cache_->capacity() < capacity)
-    cache_.emplace(model_->config(), options_.max_sequences, capacity, model_->options().dtype,
-                   model_->options().device);
+  EnsureCache(capacity);
   while (!waiting_.empty() || !running_.empty()) {
     while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < options_.max_sequences) {
       std::unique_ptr<Sequence> next = std::move(waiting_.front());
@@ -86,17 +85,57 @@ void GenerationEngine::Run(const std::function<void(GenerationResult)>& on_finis
   }
 }
 
+void GenerationEngine::EnsureCache(int64_t capacity) {
+  if (!cache_ || cache_->capacity() < capacity)
+    cache_.emplace(model_->config(), options_.max_sequences, capacity, model_->options().dtype,
+                   model_->options().device);
+}
+
+absl::StatusOr<std::vector<double>> GenerationEngine::ContinuationLogProbs(const std::vector<int64_t>& prompt,
+                                                                           const std::vector<int64_t>& continuation) {
+  TORCH_CHECK(running_.empty(), "GenerationEngine: ContinuationLogProbs while sequences are running");
+  const int64_t p = static_cast<int64_t>(prompt.size()), n = p + static_cast<int64_t>(continuation.size());
+  if (prompt.empty() || continuation.empty())
+    return absl::InvalidArgumentError("ContinuationLogProbs: the prompt and the continuation need tokens");
+  if (n > model_->config().max_position_embeddings)
+    return absl::InvalidArgumentError(absl::StrCat("ContinuationLogProbs: ", n, " tokens exceed max_position_embeddings (",
+                                                   model_->config().max_position_embeddings, ")"));
+  torch::NoGradGuard no_grad;
+  EnsureCache(n);
+  std::vector<int64_t> all = prompt;
+  all.insert(all.end(), continuation.begin(), continuation.end());
+  // Only the prompt's blocks are looked up and kept: they are what the other answers to the question share.
+  const int64_t cached = prefix_cache_.Restore(prompt, *cache_, /*slot=*/0);
+  stats_.prompt_tokens += n;
+  stats_.cached_prompt_tokens += cached;
+  const at::Device device = model_->options().device;
+  SlotKVCache::SequenceView view(*cache_, 0);
+  const at::Tensor ids = at::tensor(std::vector<int64_t>(all.begin() + cached, all.end()), at::kLong).view({1, -1});
+  const at::Tensor positions = at::arange(cached, n, at::kLong).view({1, -1});
+  const at::Tensor hidden = model_->forward(ids.to(device), positions.to(device), AttentionMask{}, &view);
+  prefix_cache_.Remember(prompt, p, *cache_, 0);
+  cache_->Clear(0);
+  // Position t predicts token t + 1: the continuation's tokens are predicted at positions p - 1 .. n - 2.
+  const at::Tensor logits = model_->Logits(hidden.squeeze(0).narrow(0, p - 1 - cached, n - p)).to(at::kFloat);
+  const at::Tensor targets = at::tensor(continuation, at::kLong).to(device).unsqueeze(1);
+  const at::Tensor picked = logits.log_softmax(-1).gather(1, targets).squeeze(1).to(at::kCPU, at::kDouble);
+  return std::vector<double>(picked.data_ptr<double>(), picked.data_ptr<double>() + picked.numel());
+}
+
 void GenerationEngine::Admit(std::unique_ptr<Sequence> s, const std::function<void(GenerationResult)>& on_finish) {
   const int64_t slot = static_cast<int64_t>(running_.size());
   const std::vector<int64_t>& prompt = s->request.prompt;
   const int64_t length = static_cast<int64_t>(prompt.size());
   const at::Device device = model_->options().device;
-  s->cached = prefix_cache_.Restore(prompt, *cache_, slot);
+  const uint64_t weights = s->request.use_adapter ? 0 : 1;
+  s->cached = prefix_cache_.Restore(prompt, *cache_, slot, weights);
   stats_.prompt_tokens += length;
   stats_.cached_prompt_tokens += s->cached;
   // The rest of the prompt in chunks, each attending to everything before it; the last position's logits give
   // the first token.
   SlotKVCache::SequenceView view(*cache_, slot);
+  std::optional<LoraAdaptersDisabled> base;
+  if (!s->request.use_adapter) base.emplace(model_);
   at::Tensor hidden;
   for (int64_t begin = s->cached; begin < length; begin += options_.prefill_chunk) {
     const int64_t end = std::min(length, begin + options_.prefill_chunk);
@@ -105,7 +144,7 @@ void GenerationEngine::Admit(std::unique_ptr<Sequence> s, const std::function<vo
     const at::Tensor positions = at::arange(begin, end, at::kLong).view({1, -1});
     hidden = model_->forward(ids.to(device), positions.to(device), AttentionMask{}, &view);
   }
-  prefix_cache_.Remember(prompt, length, *cache_, slot);
+  prefix_cache_.Remember(prompt, length, *cache_, slot, weights);
   const at::Tensor logits = model_->Logits(hidden.select(1, hidden.size(1) - 1)).squeeze(0);
   if (TakeNextToken(*s, logits.to(at::kCPU, at::kFloat).contiguous())) {
     on_finish(Finish(*s));
@@ -125,6 +164,11 @@ void GenerationEngine::DecodeStep(const std::function<void(GenerationResult)>& o
   mask.causal = false;  // each row sees its own positions through key_valid
   mask.key_valid = view.key_valid();
   const at::Tensor ids = at::tensor(last, at::kLong).view({rows, 1}).to(device);
+  std::vector<uint8_t> use_adapter(rows);
+  for (int64_t b = 0; b < rows; ++b) use_adapter[b] = running_[b]->request.use_adapter;
+  std::optional<LoraRowMask> adapter_rows;
+  if (std::find(use_adapter.begin(), use_adapter.end(), 0) != use_adapter.end())
+    adapter_rows.emplace(model_, at::tensor(use_adapter, at::kByte).to(device, at::kBool));
   const at::Tensor hidden = model_->forward(ids, view.positions(), mask, &view);
   // One device-to-host copy per step: every row's logits.
   const at::Tensor logits = model_->Logits(hidden.squeeze(1)).to(at::kCPU, at::kFloat).contiguous();

@@ -38,6 +38,9 @@ struct GenerationRequest {
   std::string id;
   std::vector<int64_t> prompt;  // token ids, BOS included when the model wants one
   SamplingOptions sampling;     // with choices, max_new_tokens is the longest choice (+ 1 for a stop id)
+  // With LoRA adapters on the model (unmerged): false answers with the base model. Requests of both kinds are
+  // decoded in the same steps.
+  bool use_adapter = true;
 };
 
 struct GenerationResult {
@@ -68,6 +71,12 @@ class GenerationEngine {
   // Runs until every queued request has finished, calling on_finish with each result as its sequence ends.
   void Run(const std::function<void(GenerationResult)>& on_finish);
 
+  // log p(continuation[i] | prompt, continuation[:i]) for every continuation token, in fp32 from one forward
+  // over what the prefix cache does not already hold of prompt + continuation (a question's prompt is computed
+  // once for all its answers). Between runs only. InvalidArgument, as Submit, for empty or too long inputs.
+  absl::StatusOr<std::vector<double>> ContinuationLogProbs(const std::vector<int64_t>& prompt,
+                                                           const std::vector<int64_t>& continuation);
+
   const EngineStats& stats() const { return stats_; }
 
  private:
@@ -77,6 +86,8 @@ class GenerationEngine {
   // Chooses the sequence's next token from its logits [V] (fp32, CPU) and takes it; true when it has finished.
   bool TakeNextToken(Sequence& sequence, at::Tensor logits);
   GenerationResult Finish(Sequence& sequence);
+  // The slot cache, (re)made when it is missing or holds fewer than `capacity` positions per slot.
+  void EnsureCache(int64_t capacity);
 
   LlamaForCausalLM model_;
   EngineOptions options_;

@@ -21,7 +21,9 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   // PEFT's lora.Linear: the adapter sees the input in its own dtype; the sum returns in the base output's dtype.
   at::Tensor h = x.to(lora_A->weight.scalar_type());
   if (lora_dropout > 0.0 && is_training()) h = at::dropout(h, lora_dropout, /*train=*/true);
-  return (y + lora_B->forward(lora_A->forward(h)) * lora_scaling).to(y.scalar_type());
+  at::Tensor delta = lora_B->forward(lora_A->forward(h)) * lora_scaling;
+  if (lora_row_mask.defined()) delta = delta * lora_row_mask;
+  return (y + delta).to(y.scalar_type());
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab_size, int64_t dim, const ModelOptions& options) {

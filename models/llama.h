@@ -37,6 +37,9 @@ class LinearImpl : public torch::nn::Module {
   double lora_scaling = 0.0;
   double lora_dropout = 0.0;
   bool lora_enabled = true;  // false: the adapter is skipped (DPO's reference model; models/lora.h)
+  // [B, 1, 1] in the adapter's dtype, 1 for the rows that use the adapter and 0 for those that see the base model
+  // (generation requests of both kinds decoded together; models/lora.h LoraRowMask); undefined: every row uses it.
+  at::Tensor lora_row_mask;
 };
 TORCH_MODULE(Linear);
 

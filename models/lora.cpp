@@ -240,6 +240,18 @@ LoraAdaptersDisabled::~LoraAdaptersDisabled() {
   for (LinearImpl* linear : disabled_) linear->lora_enabled = true;
 }
 
+LoraRowMask::LoraRowMask(LlamaForCausalLM& model, const at::Tensor& use_adapter) {
+  for (auto& [path, linear] : Projections(model)) {
+    if (!linear->lora_A || !linear->lora_enabled) continue;
+    linear->lora_row_mask = use_adapter.to(linear->lora_A->weight.options()).view({-1, 1, 1});
+    masked_.push_back(linear);
+  }
+}
+
+LoraRowMask::~LoraRowMask() {
+  for (LinearImpl* linear : masked_) linear->lora_row_mask = at::Tensor();
+}
+
 void MergeLora(LlamaForCausalLM& model) {
   at::NoGradGuard no_grad;
   for (auto& [path, linear] : Projections(model)) {

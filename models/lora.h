@@ -75,6 +75,20 @@ class LoraAdaptersDisabled {
   std::vector<LinearImpl*> disabled_;
 };
 
+// While alive, only the rows of the next forwards' batch marked true in `use_adapter` ([B] bool) go through the
+// adapters; the others compute the base model (exactly: their adapter term is multiplied by 0). For a generation
+// engine decoding requests of the base model beside requests of the adapter in one step.
+class LoraRowMask {
+ public:
+  LoraRowMask(LlamaForCausalLM& model, const at::Tensor& use_adapter);
+  ~LoraRowMask();
+  LoraRowMask(const LoraRowMask&) = delete;
+  LoraRowMask& operator=(const LoraRowMask&) = delete;
+
+ private:
+  std::vector<LinearImpl*> masked_;
+};
+
 // Folds every adapter into its base weight (W += scaling * B A, computed in fp32, rounded once to W's dtype)
 // and removes the adapters: the model is a plain Llama again, ready for SaveModel.
 void MergeLora(LlamaForCausalLM& model);

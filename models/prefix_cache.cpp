@@ -32,11 +32,12 @@ void PrefixCache::Touch(Entry& entry, uint64_t key) {
   entry.recency = recency_.begin();
 }
 
-int64_t PrefixCache::Restore(const std::vector<int64_t>& prompt, SlotKVCache& cache, int64_t slot) {
+int64_t PrefixCache::Restore(const std::vector<int64_t>& prompt, SlotKVCache& cache, int64_t slot,
+                             uint64_t weights) {
   cache.Clear(slot);
   if (max_blocks_ == 0) return 0;
   const int64_t usable = (static_cast<int64_t>(prompt.size()) - 1) / block_size_;
-  uint64_t parent = 0;
+  uint64_t parent = weights;  // the first block's parent: which weights computed the chain
   int64_t restored = 0;
   for (int64_t b = 0; b < usable; ++b) {
     const int64_t* tokens = prompt.data() + b * block_size_;
@@ -52,9 +53,9 @@ int64_t PrefixCache::Restore(const std::vector<int64_t>& prompt, SlotKVCache& ca
 }
 
 void PrefixCache::Remember(const std::vector<int64_t>& prompt, int64_t computed, const SlotKVCache& cache,
-                           int64_t slot) {
+                           int64_t slot, uint64_t weights) {
   if (max_blocks_ == 0) return;
-  uint64_t parent = 0;
+  uint64_t parent = weights;  // the first block's parent: which weights computed the chain
   for (int64_t b = 0; (b + 1) * block_size_ <= computed; ++b) {
     const int64_t* tokens = prompt.data() + b * block_size_;
     const uint64_t key = BlockKey(parent, tokens, block_size_);

@@ -25,9 +25,12 @@ class PrefixCache {
 
   // Copies the longest cached prefix of `prompt` into `slot` (whose length becomes that prefix's) and returns its
   // length in tokens: whole blocks, and never the prompt's last token (its logits start the generation).
-  int64_t Restore(const std::vector<int64_t>& prompt, SlotKVCache& cache, int64_t slot);
+  // `weights` names what computed the keys/values (0: the model as it is, 1: its base with the adapters off), so
+  // the same tokens under other weights never share blocks.
+  int64_t Restore(const std::vector<int64_t>& prompt, SlotKVCache& cache, int64_t slot, uint64_t weights = 0);
   // Keeps the whole blocks of `prompt`'s first `computed` tokens, read from `slot`, that are not cached yet.
-  void Remember(const std::vector<int64_t>& prompt, int64_t computed, const SlotKVCache& cache, int64_t slot);
+  void Remember(const std::vector<int64_t>& prompt, int64_t computed, const SlotKVCache& cache, int64_t slot,
+                uint64_t weights = 0);
 
   int64_t blocks() const { return static_cast<int64_t>(entries_.size()); }
   int64_t block_size() const { return block_size_; }

@@ -3,6 +3,7 @@
 // prefix cache, with the repetition penalty and the n-gram ban; a request's tokens alone and among 31 others;
 // stop strings split across tokens; constrained choices; logit bias; seeds; refused requests.
 #include <cstdlib>
+#include <optional>
 #include <fstream>
 #include <map>
 #include <set>
@@ -17,7 +18,9 @@
 
 #include "models/checkpoint.h"
 #include "models/generation_engine.h"
+#include "models/lora.h"
 #include "tests/fixture_dir.h"
+#include "tests/test_util.h"
 
 namespace agora {
 namespace {
@@ -64,43 +67,73 @@ class EngineTest : public ::testing::Test {
   EngineStats stats_;
 };
 
+// The oracle's requests (transformers' greedy tokens, one prompt at a time).
+struct OracleCase {
+  GenerationRequest request;
+  std::vector<int64_t> want;
+};
+std::vector<OracleCase> OracleCases() {
+  std::ifstream in(std::getenv("AGORA_ENGINE_FIXTURES"));
+  EXPECT_TRUE(in) << "AGORA_ENGINE_FIXTURES";
+  const nlohmann::json fixture = nlohmann::json::parse(in);
+  std::vector<OracleCase> cases;
+  for (const nlohmann::json& c : fixture["cases"]) {
+    OracleCase o;
+    o.request.id = std::to_string(cases.size());
+    o.request.prompt = c["prompt"].get<std::vector<int64_t>>();
+    o.request.sampling.max_new_tokens = fixture["max_new_tokens"].get<int64_t>();
+    o.request.sampling.stop_ids = fixture["stop_ids"].get<std::vector<int64_t>>();
+    o.request.sampling.repetition_penalty = c.value("repetition_penalty", 1.0);
+    o.request.sampling.no_repeat_ngram_size = c.value("no_repeat_ngram_size", 0);
+    o.want = c["continuation"].get<std::vector<int64_t>>();
+    cases.push_back(o);
+  }
+  return cases;
+}
+
 // Few slots, so sequences leave and waiting ones join while others decode; small prefix blocks, so the shared
 // prefix is restored from the cache for the later requests.
-TEST_F(EngineTest, ManyRequestsMatchTransformersWithAndWithoutThePrefixCache) {
-  std::ifstream in(std::getenv("AGORA_ENGINE_FIXTURES"));
-  ASSERT_TRUE(in) << "AGORA_ENGINE_FIXTURES";
-  const nlohmann::json fixture = nlohmann::json::parse(in);
-  std::vector<GenerationRequest> requests;
-  std::vector<std::vector<int64_t>> want;
-  for (const nlohmann::json& c : fixture["cases"]) {
-    GenerationRequest r;
-    r.id = std::to_string(requests.size());
-    r.prompt = c["prompt"].get<std::vector<int64_t>>();
-    r.sampling.max_new_tokens = fixture["max_new_tokens"].get<int64_t>();
-    r.sampling.stop_ids = fixture["stop_ids"].get<std::vector<int64_t>>();
-    r.sampling.repetition_penalty = c.value("repetition_penalty", 1.0);
-    r.sampling.no_repeat_ngram_size = c.value("no_repeat_ngram_size", 0);
-    requests.push_back(r);
-    want.push_back(c["continuation"].get<std::vector<int64_t>>());
-  }
+void ExpectTransformersTokens(LlamaForCausalLM model) {
+  const std::vector<OracleCase> cases = OracleCases();
   for (int64_t cache_blocks : {0, 64}) {
-    EngineOptions options;
-    options.max_sequences = 4;
-    options.prefix_block = 8;
-    options.prefix_cache_blocks = cache_blocks;
-    options.prefill_chunk = 16;  // the 70-token prompt takes five chunks
-    const auto results = RunAll(requests, options);
-    ASSERT_EQ(results.size(), requests.size());
-    for (size_t i = 0; i < requests.size(); ++i)
-      EXPECT_EQ(results.at(std::to_string(i)).tokens, want[i]) << "case " << i << ", cache blocks " << cache_blocks;
-    if (cache_blocks == 0) {
-      EXPECT_EQ(stats_.cached_prompt_tokens, 0);
-    } else {
-      // Three of the four requests sharing the 41-token prefix find its 5 whole blocks; the repeated prompts of the
-      // processor cases find theirs too.
-      EXPECT_GE(stats_.cached_prompt_tokens, 3 * 40);
-    }
+    GenerationEngine engine(model, {.max_sequences = 4, .prefill_chunk = 16,  // the 71-token prompt: five chunks
+                                    .prefix_block = 8, .prefix_cache_blocks = cache_blocks});
+    for (const OracleCase& c : cases) ASSERT_TRUE(engine.Submit(c.request).ok());
+    std::map<std::string, std::vector<int64_t>> got;
+    engine.Run([&got](GenerationResult r) { got[r.id] = r.tokens; });
+    ASSERT_EQ(got.size(), cases.size());
+    for (const OracleCase& c : cases)
+      EXPECT_EQ(got.at(c.request.id), c.want) << "case " << c.request.id << ", cache blocks " << cache_blocks;
+    // Three of the four requests sharing the 41-token prefix find its 5 whole blocks; the repeated prompts of the
+    // processor cases find theirs too.
+    if (cache_blocks == 0) EXPECT_EQ(engine.stats().cached_prompt_tokens, 0);
+    if (cache_blocks > 0) EXPECT_GE(engine.stats().cached_prompt_tokens, 3 * 40);
   }
+}
+
+TEST_F(EngineTest, ManyRequestsMatchTransformersWithAndWithoutThePrefixCache) { ExpectTransformersTokens(model_); }
+
+// The CUDA path through the same code: fp32 (TF32 is off in LibTorch) gives transformers' tokens; bf16 runs every
+// request to its end and keeps a constrained answer inside its choices.
+TEST(EngineCuda, Fp32MatchesTransformersAndBf16Runs) {
+  AGORA_SKIP_WITHOUT_CUDA();
+  const std::filesystem::path dir = FixtureDir("AGORA_MODEL_FIXTURES") / "llama3_gqa";
+  auto fp32 = LoadModel(dir, {at::kFloat, at::Device(at::kCUDA, 0)});
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  ExpectTransformersTokens(fp32->model);
+  auto bf16 = LoadModel(dir, {at::kBFloat16, at::Device(at::kCUDA, 0)});
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  GenerationEngine engine(bf16->model, {.max_sequences = 4, .prefix_block = 8});
+  std::vector<OracleCase> cases = OracleCases();
+  cases[0].request.sampling.choices = {{17}, {40, 41}};
+  for (const OracleCase& c : cases) ASSERT_TRUE(engine.Submit(c.request).ok());
+  int finished = 0;
+  engine.Run([&](GenerationResult r) {
+    ++finished;
+    if (r.id == "0") EXPECT_TRUE(r.tokens == std::vector<int64_t>{17} || r.tokens == (std::vector<int64_t>{40, 41}));
+    else EXPECT_TRUE(r.finish_reason == "length" || r.tokens.back() == 2) << r.id;
+  });
+  EXPECT_EQ(finished, static_cast<int>(cases.size()));
 }
 
 TEST_F(EngineTest, ARequestsTokensAreTheSameAloneAndAmongThirtyOneOthers) {
@@ -205,6 +238,52 @@ TEST_F(EngineTest, LogitBiasSeedsAndPenaltiesChangeTheOutputAsSpecified) {
   r.sampling.seed = 2;
   EXPECT_NE(RunAll({r}).at("r").tokens, a);
   EXPECT_NE(a, greedy);
+}
+
+// PEFT's adapter on llama2_mha, unmerged: requests for the base model and for the adapter, decoded in the same
+// steps and sharing prompts (the prefix cache must keep their keys/values apart), give what each gives alone.
+TEST(EngineWithAdapter, BaseAndAdapterRequestsDecodedTogether) {
+  auto loaded = LoadModel(FixtureDir("AGORA_MODEL_FIXTURES") / "llama2_mha", {at::kFloat, at::kCPU});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  LlamaForCausalLM model = loaded->model;
+  ASSERT_TRUE(LoadPeftAdapter(model, FixtureDir("AGORA_LORA_FIXTURES") / "peft_all").ok());
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 16; ++i) {
+    GenerationRequest r;
+    r.id = std::to_string(i);
+    const at::Tensor ids = at::randint(3, model->config().vocab_size, {20 + (i / 2) % 3 * 9}, gen, at::kLong);
+    r.prompt = {1};
+    for (int64_t t = 0; t < ids.numel(); ++t) r.prompt.push_back(ids[t].item<int64_t>());
+    if (i % 4 != 0) r.prompt = requests.back().prompt;  // each prompt twice with the adapter, twice without
+    r.sampling.max_new_tokens = 10 + i % 4;
+    r.use_adapter = i % 2 == 0;
+    requests.push_back(r);
+  }
+  auto run = [&model](const std::vector<GenerationRequest>& rs, bool adapters_off) {
+    std::optional<LoraAdaptersDisabled> off;
+    if (adapters_off) off.emplace(model);
+    GenerationEngine engine(model, {.max_sequences = 4, .prefix_block = 8});
+    for (GenerationRequest r : rs) {
+      r.use_adapter = true;  // as the model is: adapters on or off for the whole run
+      EXPECT_TRUE(engine.Submit(r).ok());
+    }
+    std::map<std::string, std::vector<int64_t>> out;
+    engine.Run([&out](GenerationResult r) { out[r.id] = r.tokens; });
+    return out;
+  };
+  GenerationEngine engine(model, {.max_sequences = 4, .prefix_block = 8});
+  for (const GenerationRequest& r : requests) ASSERT_TRUE(engine.Submit(r).ok());
+  std::map<std::string, std::vector<int64_t>> mixed;
+  engine.Run([&mixed](GenerationResult r) { mixed[r.id] = r.tokens; });
+  EXPECT_GT(engine.stats().cached_prompt_tokens, 0) << "the second request of each weights finds its prompt";
+  const auto tuned = run(requests, false), base = run(requests, true);
+  int differ = 0;
+  for (const GenerationRequest& r : requests) {
+    EXPECT_EQ(mixed.at(r.id), (r.use_adapter ? tuned : base).at(r.id)) << r.id;
+    differ += tuned.at(r.id) != base.at(r.id);
+  }
+  EXPECT_GT(differ, 0) << "the adapter changes some answers, or this test shows nothing";
 }
 
 TEST_F(EngineTest, BadRequestsAreRefusedNamingThem) {

@@ -103,7 +103,7 @@ fi
 step configure 120 any env BUILD_DIR="$build" AGORA_PYTHON="$python" AGORA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release \
 -DAGORA_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH=$prefix/usr -DCMAKE_BUILD_RPATH=$libdir" "$root/tools/configure.sh"
 gpu_targets="${AGORA_GPU_TARGETS:-agora flash_attention_test cross_entropy_test head_token_nll_test llama_parity_test \
-distributed_test train_loop_test attention_bench linear_cross_entropy_bench train_step_bench}"
+generation_test distributed_test train_loop_test attention_bench linear_cross_entropy_bench train_step_bench}"
 # shellcheck disable=SC2086
 step build "${AGORA_BUILD_TIMEOUT_S:-300}" any cmake --build "$build" --target $gpu_targets -j "$(nproc)"
 
