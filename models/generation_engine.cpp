@@ -174,7 +174,8 @@ void GenerationEngine::DecodeStep(const std::function<void(GenerationResult)>& o
   const at::Tensor logits = model_->Logits(hidden.squeeze(1)).to(at::kCPU, at::kFloat).contiguous();
   ++stats_.decode_steps;
   std::vector<bool> finished(rows);
-  for (int64_t b = 0; b < rows; ++b) finished[b] = TakeNextToken(*running_[b], logits[b].clone());
+  // Each row is adjusted in place: the step's logits are this loop's alone.
+  for (int64_t b = 0; b < rows; ++b) finished[b] = TakeNextToken(*running_[b], logits[b]);
   // Finished sequences leave; the last running one takes each freed slot, so the running ones stay in [0, n).
   for (int64_t b = rows - 1; b >= 0; --b) {
     if (!finished[b]) continue;

@@ -61,10 +61,11 @@ void AdjustLogits(at::Tensor& logits, const SamplingOptions& options, const std:
   for (const auto& [token, bias] : options.logit_bias)
     if (token >= 0 && token < vocab) x[token] += static_cast<float>(bias);
   if (allowed != nullptr) {
-    at::Tensor kept = logits.clone();
-    logits.fill_(kNever);
+    std::vector<std::pair<int64_t, float>> kept;
     for (int64_t t : *allowed)
-      if (t >= 0 && t < vocab) x[t] = kept.data_ptr<float>()[t];
+      if (t >= 0 && t < vocab) kept.emplace_back(t, x[t]);
+    logits.fill_(kNever);
+    for (const auto& [t, value] : kept) x[t] = value;
   }
 }
 
