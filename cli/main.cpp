@@ -24,6 +24,8 @@ constexpr char kUsage[] =
     "            [--generate PROMPTS.jsonl --generate_out PREFIX]: base and tuned answers side by side\n"
     "  export    --adapter LORA_DIR --out DIR [--merge --model BASE_DIR [--dtype D]]\n"
     "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n"
+    "  simulate  --config RECIPE.yaml [key=value ...]   make alignment data by simulated interaction (sandbox,\n"
+    "            matrix, self_align) with the model; closed_loop.rounds=K: simulate -> train -> eval, K times\n"
     "  data      sandbox-to-groups --out FILE [--self-critic-ratio R] [--realignment-ratio R] [--seed S] LOG...\n"
     "            Stable Alignment's sandbox interaction logs -> its grouped training file (sandbox_groups)\n"
     "  launch    --nproc N [--master_port P] <command> [args ...]\n"
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
   if (command == "export") return agora::cli::RunExport(positional);
   if (command == "eval") return agora::cli::RunEval(positional);
   if (command == "data") return agora::cli::RunData(positional);
+  if (command == "simulate") return agora::cli::RunSimulate(positional);
   std::fprintf(stderr, "agora: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 2;
 }

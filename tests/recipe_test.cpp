@@ -391,6 +391,27 @@ Recipe EveryFieldChanged() {
   r.distributed.backend = "gloo";
   r.distributed.bucket_mb = 0.5;
   r.distributed.timeout_s = 31;
+  r.simulate.method = SimulationMethod::kSelfAlign;
+  r.simulate.questions = "q.txt";
+  r.simulate.max_questions = 7;
+  r.simulate.prompts = "p";
+  r.simulate.judge_model = "judge";
+  r.simulate.chat_template = "vicuna";
+  r.simulate.max_new_tokens = 9;
+  r.simulate.temperature = 0.25;
+  r.simulate.top_p = 0.5;
+  r.simulate.judge_temperature = 0.125;
+  r.simulate.batch_questions = 5;
+  r.simulate.max_sequences = 6;
+  r.simulate.prefix_cache_blocks = 11;
+  r.simulate.sandbox = {.grid = 4, .rounds = 2, .interactees = 3, .personas = "personas.txt",
+                        .memory_similarity = 0.5, .self_critic_ratio = 0.25, .realignment_ratio = 0.75};
+  r.simulate.matrix = {.min_roles = 2, .max_roles = 5, .plan_steps = 4, .max_incidents = 6, .fallback_roles = "a,b"};
+  r.simulate.self_align = {.seed_topics = "s.jsonl", .topics_per_type = 2, .questions_per_topic = 5,
+                           .max_rouge_l = 0.5, .principles = "pr.txt", .exemplars = "ex.txt", .sorry_bias = -5.0,
+                           .min_answer_chars = 3};
+  r.closed_loop.rounds = 3;
+  r.closed_loop.eval_tasks = "a.jsonl,b.json";
   return r;
 }
 

@@ -391,6 +391,58 @@ const std::vector<Field>& Fields() {
         Plain("distributed.backend", OneOf({"auto", "nccl", "gloo"}), &R::distributed, &DistributedRecipe::backend),
         Plain("distributed.bucket_mb", Positive(), &R::distributed, &DistributedRecipe::bucket_mb),
         Plain("distributed.timeout_s", AtLeast(1), &R::distributed, &DistributedRecipe::timeout_s),
+        Choice("simulate.method", {SimulationMethod::kSandbox, SimulationMethod::kMatrix, SimulationMethod::kSelfAlign},
+               SimulationMethodName, &R::simulate, &SimulateRecipe::method),
+        Plain("simulate.questions", {}, &R::simulate, &SimulateRecipe::questions),
+        Plain("simulate.max_questions", AtLeast(0), &R::simulate, &SimulateRecipe::max_questions),
+        Plain("simulate.prompts", {}, &R::simulate, &SimulateRecipe::prompts),
+        Plain("simulate.judge_model", {}, &R::simulate, &SimulateRecipe::judge_model),
+        Plain("simulate.chat_template", OneOf({"", "llama2", "llama3", "plain", "vicuna"}), &R::simulate,
+              &SimulateRecipe::chat_template),
+        Plain("simulate.max_new_tokens", AtLeast(1), &R::simulate, &SimulateRecipe::max_new_tokens),
+        Plain("simulate.temperature", AtLeast(0), &R::simulate, &SimulateRecipe::temperature),
+        Plain("simulate.top_p", {.min = 0, .min_exclusive = true, .max = 1}, &R::simulate, &SimulateRecipe::top_p),
+        Plain("simulate.judge_temperature", AtLeast(0), &R::simulate, &SimulateRecipe::judge_temperature),
+        Plain("simulate.batch_questions", AtLeast(1), &R::simulate, &SimulateRecipe::batch_questions),
+        Plain("simulate.max_sequences", AtLeast(1), &R::simulate, &SimulateRecipe::max_sequences),
+        Plain("simulate.prefix_cache_blocks", AtLeast(0), &R::simulate, &SimulateRecipe::prefix_cache_blocks),
+        Plain("simulate.sandbox.grid", AtLeast(2), &R::simulate, &SimulateRecipe::sandbox, &SandboxRecipe::grid),
+        Plain("simulate.sandbox.rounds", AtLeast(0), &R::simulate, &SimulateRecipe::sandbox, &SandboxRecipe::rounds),
+        Plain("simulate.sandbox.interactees", AtLeast(1), &R::simulate, &SimulateRecipe::sandbox,
+              &SandboxRecipe::interactees),
+        Plain("simulate.sandbox.personas", {}, &R::simulate, &SimulateRecipe::sandbox, &SandboxRecipe::personas),
+        Plain("simulate.sandbox.memory_similarity", UnitInterval(), &R::simulate, &SimulateRecipe::sandbox,
+              &SandboxRecipe::memory_similarity),
+        Plain("simulate.sandbox.self_critic_ratio", UnitInterval(), &R::simulate, &SimulateRecipe::sandbox,
+              &SandboxRecipe::self_critic_ratio),
+        Plain("simulate.sandbox.realignment_ratio", UnitInterval(), &R::simulate, &SimulateRecipe::sandbox,
+              &SandboxRecipe::realignment_ratio),
+        Plain("simulate.matrix.min_roles", AtLeast(1), &R::simulate, &SimulateRecipe::matrix, &MatrixRecipe::min_roles),
+        Plain("simulate.matrix.max_roles", AtLeast(1), &R::simulate, &SimulateRecipe::matrix, &MatrixRecipe::max_roles),
+        Plain("simulate.matrix.plan_steps", AtLeast(1), &R::simulate, &SimulateRecipe::matrix,
+              &MatrixRecipe::plan_steps),
+        Plain("simulate.matrix.max_incidents", AtLeast(1), &R::simulate, &SimulateRecipe::matrix,
+              &MatrixRecipe::max_incidents),
+        Plain("simulate.matrix.fallback_roles", NonEmpty(), &R::simulate, &SimulateRecipe::matrix,
+              &MatrixRecipe::fallback_roles),
+        Plain("simulate.self_align.seed_topics", {}, &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::seed_topics),
+        Plain("simulate.self_align.topics_per_type", AtLeast(0), &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::topics_per_type),
+        Plain("simulate.self_align.questions_per_topic", AtLeast(0), &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::questions_per_topic),
+        Plain("simulate.self_align.max_rouge_l", UnitInterval(), &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::max_rouge_l),
+        Plain("simulate.self_align.principles", {}, &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::principles),
+        Plain("simulate.self_align.exemplars", {}, &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::exemplars),
+        Plain("simulate.self_align.sorry_bias", {}, &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::sorry_bias),
+        Plain("simulate.self_align.min_answer_chars", AtLeast(0), &R::simulate, &SimulateRecipe::self_align,
+              &SelfAlignRecipe::min_answer_chars),
+        Plain("closed_loop.rounds", AtLeast(0), &R::closed_loop, &ClosedLoopRecipe::rounds),
+        Plain("closed_loop.eval_tasks", {}, &R::closed_loop, &ClosedLoopRecipe::eval_tasks),
     });
     return f;
   }();
@@ -578,6 +630,15 @@ std::string RecipeToYaml(const Recipe& recipe) {
     absl::StrAppend(&out, line, "\n");
   }
   return out;
+}
+
+std::string SimulationMethodName(SimulationMethod method) {
+  switch (method) {
+    case SimulationMethod::kSandbox: return "sandbox";
+    case SimulationMethod::kMatrix: return "matrix";
+    case SimulationMethod::kSelfAlign: return "self_align";
+  }
+  return "?";
 }
 
 }  // namespace agora

@@ -154,6 +154,73 @@ struct LoggingRecipe {
   bool operator==(const LoggingRecipe&) const = default;
 };
 
+// `agora simulate` (simulate/): which seed's society makes the data, with which models and prompts.
+enum class SimulationMethod { kSandbox, kMatrix, kSelfAlign };
+
+struct SandboxRecipe {
+  int64_t grid = 3;                 // grid x grid agents; agent id = row * grid + col
+  int64_t rounds = 0;               // 0: until the questions run out (round r asks questions r*grid^2 ...)
+  int64_t interactees = 4;          // neighbours (within grid/2) asked for feedback on each draft
+  std::string personas;             // file: one persona a line, "name: description", permissive to careful
+  double memory_similarity = 0.7;   // recall a past answer whose question is at least this similar (TF-IDF cosine)
+  double self_critic_ratio = 0.1;   // sandbox-to-groups of the logs (Stable Alignment's collect_data defaults)
+  double realignment_ratio = 0.1;
+
+  bool operator==(const SandboxRecipe&) const = default;
+};
+
+struct MatrixRecipe {
+  int64_t min_roles = 3;  // roles a scene touches: the model's list, topped up from fallback_roles
+  int64_t max_roles = 7;
+  int64_t plan_steps = 3;      // the asker's steps after following the answer: one incident each
+  int64_t max_incidents = 12;  // reactions judged per scene, at most
+  std::string fallback_roles = "family member,neighbour,police officer,doctor,teacher,shop owner,journalist";
+
+  bool operator==(const MatrixRecipe&) const = default;
+};
+
+struct SelfAlignRecipe {
+  std::string seed_topics;          // JSONL {question_type, topic, question}: the red-teaming seeds
+  int64_t topics_per_type = 4;      // brainstormed topics kept per question type
+  int64_t questions_per_topic = 3;  // generated questions kept per (type, topic)
+  double max_rouge_l = 0.7;         // a question this similar (ROUGE-L F) to a kept one is a near duplicate
+  std::string principles;           // file, one principle a line
+  std::string exemplars;            // file: the in-context dialogues after the principles
+  double sorry_bias = -100.0;       // logit bias on the first token of "Sorry" (as SELF-ALIGN bans it)
+  int64_t min_answer_chars = 160;   // shorter complete answers are dropped (Dromedary's filter)
+
+  bool operator==(const SelfAlignRecipe&) const = default;
+};
+
+struct SimulateRecipe {
+  SimulationMethod method = SimulationMethod::kSandbox;
+  std::string questions;  // TXT (a question a line) or JSONL ({"question"|"prompt"|"instruction": ...})
+  int64_t max_questions = 0;  // 0: all
+  std::string prompts;        // the prompt templates' folder; "" = simulate/prompts/<method>
+  std::string judge_model;    // observers (sandbox) and the modulator (matrix); "" = the policy itself
+  std::string chat_template;  // "" = prompts as plain text after BOS; else each prompt is a user turn
+  int64_t max_new_tokens = 64;
+  double temperature = 1.0;        // agents (the seeds sample at 1.0 / 0.2 / 0.7)
+  double top_p = 1.0;
+  double judge_temperature = 0.0;  // ratings and verdicts: 0 = the most likely choice
+  int64_t batch_questions = 64;    // questions simulated together (matrix, self_align); sandbox: a round
+  int64_t max_sequences = 32;      // the engine's cache slots
+  int64_t prefix_cache_blocks = 4096;
+  SandboxRecipe sandbox;
+  MatrixRecipe matrix;
+  SelfAlignRecipe self_align;
+
+  bool operator==(const SimulateRecipe&) const = default;
+};
+
+// `agora simulate` with rounds >= 1: simulate with the current model -> train on what it made -> eval -> repeat.
+struct ClosedLoopRecipe {
+  int64_t rounds = 0;       // 0: simulate once, no training
+  std::string eval_tasks;   // agora eval task files, comma-separated, scored before round 1 and after each
+
+  bool operator==(const ClosedLoopRecipe&) const = default;
+};
+
 // Used when a launcher (torchrun, srun, mpirun, agora launch) started several ranks.
 struct DistributedRecipe {
   std::string backend = "auto";  // auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
@@ -182,6 +249,8 @@ struct Recipe {
   std::string resume = "auto";  // auto | none | a checkpoint folder
   LoggingRecipe logging;
   DistributedRecipe distributed;
+  SimulateRecipe simulate;
+  ClosedLoopRecipe closed_loop;
 
   // Field by field; a new field needs a row in recipe.cpp's key table, or the round-trip test fails for it.
   bool operator==(const Recipe&) const = default;
@@ -190,6 +259,7 @@ struct Recipe {
 // The YAML spellings: "auto" | "fused" | "torch"; "sft" | "stable_alignment" | "dpo".
 std::string LossChoiceName(LossChoice choice);
 std::string ObjectiveKindName(ObjectiveKind kind);
+std::string SimulationMethodName(SimulationMethod method);  // "sandbox" | "matrix" | "self_align"
 
 // YAML values: strings are any scalar ("" for an empty value); integers are decimal (1.5 and 1e3 are refused);
 // numbers accept integers and decimal or exponent notation (1e-4, 0.0001) and must be finite; booleans are YAML 1.2's

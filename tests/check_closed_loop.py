@@ -1,0 +1,49 @@
+"""The tiny closed loop of one method (recipes/closed_loop_<method>_tiny.yaml): K rounds of simulate -> train ->
+eval leave each round's data, training run and eval, and the table of eval per round; running the same command
+again changes nothing (every stage is complete) and prints the same table.
+
+usage: check_closed_loop.py AGORA_BINARY SOURCE_DIR SCRATCH_DIR METHOD
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+
+def main():
+    agora, source, scratch, method = sys.argv[1:5]
+    shutil.rmtree(scratch, ignore_errors=True)
+    cmd = [agora, "simulate", "--config", f"recipes/closed_loop_{method}_tiny.yaml", f"output_dir={scratch}",
+           "device=cpu"]
+    start = time.time()
+    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-4000:]
+    print(f"{method}: closed loop in {time.time() - start:.1f} s\n{p.stdout}")
+    table = json.load(open(os.path.join(scratch, "closed_loop.json")))["rounds"]
+    assert [r["round"] for r in table] == [0, 1, 2], table
+    for r in table:
+        assert r["eval"]["tasks"][0]["n"] == 12, r
+        m = r["eval"]["tasks"][0]["metrics"]
+        assert all(0 <= m[k] <= 1 for k in ("acc", "acc_norm", "mc2")), m
+    for k in (1, 2):
+        d = os.path.join(scratch, f"round_{k}")
+        summary = json.load(open(os.path.join(d, "data", "summary.json")))
+        assert summary["counts"]["records"] > 0, summary
+        finished = json.load(open(os.path.join(d, "train", "finished.json")))
+        assert os.path.isdir(finished["checkpoint"]), finished
+        assert os.path.exists(os.path.join(d, "eval.json"))
+    # Each round simulates with the previous round's model.
+    assert table[2]["model"] != table[0]["model"] or table[2]["adapter"] != table[0]["adapter"], table
+    assert table[1]["adapter"] != table[2]["adapter"] or table[1]["model"] != table[2]["model"], table
+    before = open(os.path.join(scratch, "closed_loop.json")).read()
+    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert "not simulated again" in p.stderr, p.stderr[-2000:]
+    assert open(os.path.join(scratch, "closed_loop.json")).read() == before, "a rerun changed the table"
+    print(f"{method}: OK")
+
+
+if __name__ == "__main__":
+    main()
