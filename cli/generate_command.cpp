@@ -20,6 +20,7 @@
 #include "cli/model_setup.h"
 #include "data/chat_template.h"
 #include "models/generation_engine.h"
+#include "util/record_journal.h"
 
 ABSL_DECLARE_FLAG(std::string, out);  // cli/export_command.cpp
 ABSL_FLAG(std::string, prompt, "", "prompt text");
@@ -127,12 +128,12 @@ int AnswerRequests(Setup& setup) {
   absl::StatusOr<std::vector<RequestLine>> lines =
       ReadRequestLines(requests_path, DefaultSampling(setup), policy == "skip", &skipped);
   if (!lines.ok()) return Fail(lines.status());
-  absl::StatusOr<ResultsFile> results = ResultsFile::Open(out_path);
+  absl::StatusOr<RecordJournal> results = RecordJournal::Open(out_path, "id");
   if (!results.ok()) return Fail(results.status());
   GenerationEngine engine(setup.model, MakeEngineOptions(setup));
   int64_t queued = 0;
   for (const RequestLine& line : *lines) {
-    if (results->finished().count(line.id) > 0) continue;
+    if (results->Has(line.id)) continue;
     const std::string where = absl::StrCat(requests_path, ":", line.line, ": ");
     absl::StatusOr<std::vector<int64_t>> ids =
         line.prompt_ids ? *line.prompt_ids : PromptIds(setup, line.prompt, line.messages);
@@ -152,7 +153,7 @@ int AnswerRequests(Setup& setup) {
   int64_t done = 0;
   absl::Status write = absl::OkStatus();
   engine.Run([&](GenerationResult r) {
-    if (write.ok()) write = results->Append(r);
+    if (write.ok()) write = results->Append(ResultLine(r));
     progress.Update(engine.stats(), ++done, false);
   });
   progress.Update(engine.stats(), done, true);

@@ -114,48 +114,8 @@ absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem:
   return requests;
 }
 
-absl::StatusOr<ResultsFile> ResultsFile::Open(const std::filesystem::path& path) {
-  std::set<std::string> finished;
-  int64_t keep = 0;  // bytes of complete, parsable lines
-  if (std::ifstream in(path, std::ios::binary); in) {
-    std::string text;
-    int64_t offset = 0;
-    while (std::getline(in, text)) {
-      const bool complete = !in.eof();  // a line without its newline was cut short
-      const json j = json::parse(text, nullptr, false);
-      if (!complete || j.is_discarded() || !j.contains("id")) break;
-      finished.insert(j["id"].get<std::string>());
-      offset += static_cast<int64_t>(text.size()) + 1;
-      keep = offset;
-    }
-  }
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) std::filesystem::resize_file(path, keep, ec);
-  if (ec) return absl::InternalError(absl::StrCat(path.string(), ": cannot cut its torn last line: ", ec.message()));
-  std::FILE* file = std::fopen(path.c_str(), "ab");
-  if (file == nullptr)
-    return absl::InternalError(absl::StrCat(path.string(), ": cannot open for appending: ", std::strerror(errno)));
-  return ResultsFile(path, file, std::move(finished));
-}
-
-ResultsFile::ResultsFile(ResultsFile&& other) noexcept
-    : path_(std::move(other.path_)), file_(std::exchange(other.file_, nullptr)), finished_(std::move(other.finished_)) {}
-
-ResultsFile::~ResultsFile() {
-  if (file_ != nullptr) std::fclose(file_);
-}
-
-absl::Status ResultsFile::Append(const GenerationResult& result) {
-  const nlohmann::ordered_json line = {{"id", result.id},
-                     {"text", result.text},
-                     {"tokens", result.tokens},
-                     {"finish_reason", result.finish_reason}};
-  // Invalid UTF-8 in the text (a sampled output cut mid-character) is replaced rather than refused.
-  const std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0)
-    return absl::InternalError(absl::StrCat(path_.string(), ": write failed: ", std::strerror(errno)));
-  finished_.insert(result.id);
-  return absl::OkStatus();
+nlohmann::ordered_json ResultLine(const GenerationResult& result) {
+  return {{"id", result.id}, {"text", result.text}, {"tokens", result.tokens}, {"finish_reason", result.finish_reason}};
 }
 
 }  // namespace agora::cli

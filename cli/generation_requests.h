@@ -6,12 +6,12 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "data/record_formats.h"
@@ -41,24 +41,8 @@ absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem:
                                                           const SamplingOptions& defaults, bool skip_bad_lines,
                                                           int64_t* skipped);
 
-// The results file: opened for appending after the complete lines already there (a torn last line, from a run
-// killed mid-write, is cut off), whose ids are finished().
-class ResultsFile {
- public:
-  static absl::StatusOr<ResultsFile> Open(const std::filesystem::path& path);
-  ResultsFile(ResultsFile&& other) noexcept;
-  ~ResultsFile();
-
-  const std::set<std::string>& finished() const { return finished_; }
-  // One line, flushed to the kernel at once: a process killed after Append returns has kept it.
-  absl::Status Append(const GenerationResult& result);
-
- private:
-  ResultsFile(std::filesystem::path path, std::FILE* file, std::set<std::string> finished)
-      : path_(std::move(path)), file_(file), finished_(std::move(finished)) {}
-  std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
-  std::set<std::string> finished_;
-};
+// The results file is a RecordJournal (util/record_journal.h) keyed by "id": a rerun skips the ids it holds
+// and cuts a torn last line. A result's line.
+nlohmann::ordered_json ResultLine(const GenerationResult& result);
 
 }  // namespace agora::cli

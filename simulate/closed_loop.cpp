@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -142,21 +143,38 @@ absl::StatusOr<std::optional<ModelState>> Train(const Recipe& recipe, const Mode
   return next(checkpoint->string());
 }
 
+// The last training and validation loss of a round's training run (null where it logged none).
+Json FinalLosses(const fs::path& train_dir) {
+  Json losses = {{"train_loss", nullptr}, {"validation_loss", nullptr}};
+  std::ifstream in(train_dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const Json record = Json::parse(line, nullptr, false);
+    if (record.is_discarded() || !record.contains("loss")) continue;
+    if (record["kind"] == "train") losses["train_loss"] = record["loss"];
+    if (record["kind"] == "eval") losses["validation_loss"] = record["loss"];
+  }
+  return losses;
+}
+
+std::string Cell(const Json& value) {
+  return value.is_number_float() ? absl::StrFormat("%.4f", value.get<double>()) : value.is_null() ? "" : value.dump();
+}
+
 // The table of eval per round, printed and saved as closed_loop.json and closed_loop.md.
 absl::Status WriteTable(const fs::path& run, const Json& rounds) {
-  std::string md = "| round | model | adapter | records | task | acc | acc_norm | mc2 |\n|---|---|---|---|---|---|---|---|\n";
+  std::string md =
+      "| round | trained on (records) | train loss | validation loss | task | acc | acc_norm | mc2 |\n"
+      "|---|---|---|---|---|---|---|---|\n";
   for (const Json& r : rounds) {
+    const std::string head = absl::StrFormat("| %d | %s | %s | %s |", r["round"].get<int64_t>(), Cell(r["records"]),
+                                             Cell(r["losses"]["train_loss"]), Cell(r["losses"]["validation_loss"]));
     const Json& eval = r["eval"];
-    if (eval.is_null() || eval["tasks"].empty()) {
-      md += absl::StrFormat("| %d | %s | %s | %s | | | | |\n", r["round"].get<int64_t>(), r["model"].get<std::string>(),
-                            r["adapter"].get<std::string>(), r["records"].dump());
-      continue;
-    }
+    if (eval.is_null() || eval["tasks"].empty()) md += head + " | | | |\n";
+    if (eval.is_null()) continue;
     for (const Json& t : eval["tasks"])
-      md += absl::StrFormat("| %d | %s | %s | %s | %s | %.4f | %.4f | %.4f |\n", r["round"].get<int64_t>(),
-                            r["model"].get<std::string>(), r["adapter"].get<std::string>(), r["records"].dump(),
-                            t["task"].get<std::string>(), t["metrics"]["acc"].get<double>(),
-                            t["metrics"]["acc_norm"].get<double>(), t["metrics"]["mc2"].get<double>());
+      md += absl::StrFormat("%s %s | %.4f | %.4f | %.4f |\n", head, t["task"].get<std::string>(),
+                            t["metrics"]["acc"].get<double>(), t["metrics"]["acc_norm"].get<double>(),
+                            t["metrics"]["mc2"].get<double>());
   }
   std::printf("%s", md.c_str());
   if (absl::Status s = WriteStringAtomically(run / "closed_loop.json", Json{{"rounds", rounds}}.dump(2) + "\n");
@@ -180,7 +198,7 @@ absl::StatusOr<LoopOutcome> RunSimulateRecipe(const Recipe& recipe, bool termina
   fs::create_directories(run);
   if (absl::Status s = WriteStringAtomically(run / "recipe.yaml", RecipeToYaml(recipe)); !s.ok()) return s;
   Json rounds = Json::array();
-  auto evaluate = [&](int64_t k, const Json& records) -> absl::Status {
+  auto evaluate = [&](int64_t k, const Json& records, const Json& losses) -> absl::Status {
     Json eval;
     if (!recipe.closed_loop.eval_tasks.empty()) {
       absl::StatusOr<Json> scored = Evaluate(recipe, state, run / absl::StrCat("round_", k) / "eval.json");
@@ -188,10 +206,10 @@ absl::StatusOr<LoopOutcome> RunSimulateRecipe(const Recipe& recipe, bool termina
       eval = *std::move(scored);
     }
     rounds.push_back({{"round", k}, {"model", state.model}, {"adapter", state.adapter}, {"records", records},
-                      {"eval", eval}});
+                      {"losses", losses}, {"eval", eval}});
     return absl::OkStatus();
   };
-  if (absl::Status s = evaluate(0, Json()); !s.ok()) return s;
+  if (absl::Status s = evaluate(0, Json(), {{"train_loss", nullptr}, {"validation_loss", nullptr}}); !s.ok()) return s;
   for (int64_t k = 1; k <= recipe.closed_loop.rounds; ++k) {
     const fs::path dir = run / absl::StrCat("round_", k);
     std::fprintf(stderr, "== closed loop round %d/%d: simulate with %s%s ==\n", static_cast<int>(k),
@@ -209,7 +227,7 @@ absl::StatusOr<LoopOutcome> RunSimulateRecipe(const Recipe& recipe, bool termina
       return LoopOutcome::kStopped;
     }
     state = **trained;
-    if (absl::Status s = evaluate(k, data->counts["records"]); !s.ok()) return s;
+    if (absl::Status s = evaluate(k, data->counts["records"], FinalLosses(dir / "train")); !s.ok()) return s;
   }
   if (absl::Status s = WriteTable(run, rounds); !s.ok()) return s;
   return LoopOutcome::kFinished;

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "simulate/record_journal.h"
+#include "util/record_journal.h"
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "util/atomic_file.h"
@@ -79,7 +79,8 @@ class Chunk {
   Chunk(const SimulationContext& c, const Prompts& p, std::vector<Scene>& scenes) : c_(c), p_(p), scenes_(scenes) {}
 
   absl::Status Run() {
-    AGORA_RETURN_IF_ERROR(Phase(c_.policy, [&](Scene& s) { return Free(s, "answer", p_.answer.Fill({{"question", s.question}})); },
+    AGORA_RETURN_IF_ERROR(Phase(c_.policy,
+                [&](Scene& s) { return Free(s, "answer", p_.answer.Fill({{"question", s.question}})); },
                 [&](Scene& s, const TextReply& r) { s.answer = Trimmed(r.text); }));
     AGORA_RETURN_IF_ERROR(Phase(c_.policy, [&](Scene& s) { return Free(s, "ego", p_.ego.Fill(Slots(s)), {"\n"}); },
                 [&](Scene& s, const TextReply& r) {
@@ -294,17 +295,12 @@ absl::StatusOr<SimulationOutput> SimulateMatrix(const SimulationContext& c) {
     progress.Update(std::min(total, begin + c.recipe.batch_questions), !scenes.empty());
   }
 
-  // The training file and the trace, in question order, from the journal.
-  std::vector<const Json*> ordered;
-  for (const Json& record : journal->records()) ordered.push_back(&record);
-  std::sort(ordered.begin(), ordered.end(), [](const Json* a, const Json* b) {
-    return std::stoll(a->at("key").get<std::string>().substr(1)) < std::stoll(b->at("key").get<std::string>().substr(1));
-  });
+  // The training file and the trace, in question order (the journal's: chunks are appended in order), from the
+  // journal.
   SimulationOutput out;
   std::string conversations = "[\n", trace;
   int64_t plausible = 0, implausible = 0, empty = 0;
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    const Json& r = *ordered[i];
+  absl::Status visited = journal->ForEach([&](const Json& r) {
     for (const auto& [what, n] : r["fallbacks"].items()) out.counts["fallback_" + what] += n.get<int64_t>();
     for (const Json& e : r["trace"]) {
       trace += e.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
@@ -313,22 +309,24 @@ absl::StatusOr<SimulationOutput> SimulateMatrix(const SimulationContext& c) {
     const std::string revised = r["revised_answer"].get<std::string>();
     if (revised.empty()) {
       ++empty;  // nothing to train on
-      continue;
+      return absl::OkStatus();
     }
-    const Json conversation = {
-        {"id", "matrix_" + r["key"].get<std::string>()},
-        {"conversations", Json::array({{{"from", "human"}, {"value", r["question"]}}, {{"from", "gpt"}, {"value", revised}}})}};
+    const Json conversation = {{"id", "matrix_" + r["key"].get<std::string>()},
+                               {"conversations", Json::array({{{"from", "human"}, {"value", r["question"]}},
+                                                              {{"from", "gpt"}, {"value", revised}}})}};
     absl::StrAppend(&conversations, conversations.size() > 2 ? ",\n" : "",
                     conversation.dump(-1, ' ', false, Json::error_handler_t::replace));
-  }
+    return absl::OkStatus();
+  });
+  if (!visited.ok()) return visited;
   conversations += "\n]\n";
   out.train_file = c.out / "matrix_sharegpt.json";
   out.format = RecordFormat::kShareGpt;
   if (absl::Status s = WriteStringAtomically(out.train_file, conversations); !s.ok()) return s;
   if (absl::Status s = WriteStringAtomically(c.out / "trace.jsonl", trace); !s.ok()) return s;
   out.counts["questions"] = total;
-  out.counts["records"] = static_cast<int64_t>(ordered.size());
-  out.counts["conversations"] = static_cast<int64_t>(ordered.size()) - empty;
+  out.counts["records"] = journal->size();
+  out.counts["conversations"] = journal->size() - empty;
   out.counts["dropped_empty_revision"] = empty;
   out.counts["plausible_reactions"] = plausible;
   out.counts["implausible_reactions"] = implausible;

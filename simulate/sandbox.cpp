@@ -16,7 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "data/sandbox_groups.h"
-#include "simulate/record_journal.h"
+#include "util/record_journal.h"
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "simulate/text_similarity.h"
@@ -222,7 +222,9 @@ class Round {
         feedback.push_back(Trimmed((*reason)[k].text));
         ratings_text.push_back((*rating)[k].text);
       }
-      auto observer = [&](int o, int after) { return static_cast<double>(std::stoi((*score)[4 * s + 2 * o + after].text)); };
+      auto observer = [&](int o, int after) {
+        return static_cast<double>(std::stoi((*score)[4 * s + 2 * o + after].text));
+      };
       auto observer_reason = [&](int o, int after) { return Trimmed((*score_reason)[4 * s + 2 * o + after].text); };
       records.push_back(Json{{"key", Key(round_, a.id)},
                              {"agent_id", a.id},
@@ -307,8 +309,6 @@ absl::StatusOr<SimulationOutput> SimulateSandbox(const SimulationContext& c) {
   }
   absl::StatusOr<RecordJournal> journal = RecordJournal::Open(c.out / "journal.jsonl");
   if (!journal.ok()) return journal.status();
-  std::map<std::string, const Json*> done;
-  for (const Json& record : journal->records()) done[record["key"].get<std::string>()] = &record;
 
   SimulationOutput out;
   SimulationProgress progress(c, total);
@@ -319,29 +319,37 @@ absl::StatusOr<SimulationOutput> SimulateSandbox(const SimulationContext& c) {
     for (int64_t i = 0; i < n && round * n + i < total; ++i) {
       speakers.push_back(i);
       asked.push_back((*questions)[round * n + i]);
-      complete = complete && done.count(Key(round, i));
+      complete = complete && journal->Has(Key(round, i));
     }
     if (!complete) {
       // The whole round again (its seeds are its keys), appending the records an earlier run did not write.
       absl::StatusOr<std::vector<Json>> records = Round(c, *prompts, agents, round, speakers, asked).Run();
       if (!records.ok()) return records.status();
-      for (Json& record : *records) {
-        const std::string key = record["key"].get<std::string>();
-        if (journal->Has(key)) continue;
-        if (absl::Status s = journal->Append(std::move(record)); !s.ok()) return s;
+      for (const Json& record : *records) {
+        if (journal->Has(record["key"].get<std::string>())) continue;
+        if (absl::Status s = journal->Append(record); !s.ok()) return s;
       }
       if (absl::Status s = journal->Sync(); !s.ok()) return s;
-      done.clear();
-      for (const Json& record : journal->records()) done[record["key"].get<std::string>()] = &record;
     }
     // Memories grow from the journal, so a resumed run remembers what an uninterrupted one would.
-    for (int64_t i : speakers) Remember(agents[i], *done.at(Key(round, i)));
+    for (int64_t i : speakers) {
+      absl::StatusOr<Json> record = journal->Read(Key(round, i));
+      if (!record.ok()) return record.status();
+      Remember(agents[i], *record);
+    }
     progress.Update(std::min(total, (round + 1) * n), !complete);
   }
 
   // Per-agent logs (the seed's external memory), then Stable Alignment's grouped training file from them.
   std::vector<Json> logs(n, Json::array());
-  for (const Json& record : journal->records()) logs[record["agent_id"].get<int64_t>()].push_back(record);
+  out.counts["memory_hits"] = 0;
+  if (absl::Status s = journal->ForEach([&](const Json& record) {
+        logs[record["agent_id"].get<int64_t>()].push_back(record);
+        out.counts["memory_hits"] += !record["recalled_question"].is_null();
+        return absl::OkStatus();
+      });
+      !s.ok())
+    return s;
   const std::filesystem::path world = c.out / "logs" / "world_0";
   std::filesystem::create_directories(world);
   std::vector<std::filesystem::path> files;
@@ -361,15 +369,13 @@ absl::StatusOr<SimulationOutput> SimulateSandbox(const SimulationContext& c) {
   if (absl::Status s = WriteStringAtomically(out.train_file, SandboxGroupsToJson(*groups)); !s.ok()) return s;
   out.counts["questions"] = total;
   out.counts["rounds"] = rounds;
-  out.counts["records"] = static_cast<int64_t>(journal->records().size());
+  out.counts["records"] = journal->size();
   out.counts["groups"] = static_cast<int64_t>(groups->size());
   out.counts["imitation"] = stats.imitation;
   out.counts["self_critic"] = stats.self_critic;
   out.counts["realignment"] = stats.realignment;
   out.counts["unscored_entries"] = stats.unscored;
   out.counts["duplicate_responses"] = stats.duplicates;
-  out.counts["memory_hits"] = 0;
-  for (const Json& record : journal->records()) out.counts["memory_hits"] += !record["recalled_question"].is_null();
   out.throughput = progress.Summary();
   return out;
 }

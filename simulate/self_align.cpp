@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "simulate/record_journal.h"
+#include "util/record_journal.h"
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "simulate/text_similarity.h"
@@ -229,8 +229,8 @@ class SelfAlign {
       if (dropped.empty() && absl::StrContains(answer, leak)) dropped = "exemplar_leakage";
     if (dropped.empty() && (absl::StartsWith(answer, "I'm sorry") || absl::StartsWith(answer, "I am sorry")))
       dropped = "apology";
-    if (dropped.empty() && reply.complete && static_cast<int64_t>(answer.size()) < c_.recipe.self_align.min_answer_chars)
-      dropped = "short";
+    const int64_t chars = static_cast<int64_t>(answer.size());
+    if (dropped.empty() && reply.complete && chars < c_.recipe.self_align.min_answer_chars) dropped = "short";
     std::string output;
     if (dropped.empty()) {
       if (reply.complete) {
@@ -292,9 +292,9 @@ absl::StatusOr<SimulationOutput> SimulateSelfAlign(const SimulationContext& c) {
       return s;
     if (absl::Status s = journal->Sync(); !s.ok()) return s;
   }
-  Json stage1;  // a copy: the journal's records move as it grows
-  for (const Json& record : journal->records())
-    if (record["key"] == "prompts") stage1 = record;
+  absl::StatusOr<Json> stage1_record = journal->Read("prompts");
+  if (!stage1_record.ok()) return stage1_record.status();
+  const Json& stage1 = *stage1_record;
   for (const auto& [what, n] : stage1.at("counts").items()) out.counts[what] = n.get<int64_t>();
   std::vector<std::string> questions = pool;
   for (const Json& q : stage1.at("questions")) questions.push_back(q["instruction"].get<std::string>());
@@ -316,23 +316,19 @@ absl::StatusOr<SimulationOutput> SimulateSelfAlign(const SimulationContext& c) {
     progress.Update(std::min(total, begin + c.recipe.batch_questions), !chunk.empty());
   }
 
-  // The engraved records in question order.
-  std::vector<const Json*> answers;
-  for (const Json& record : journal->records())
-    if (record["key"] != "prompts") answers.push_back(&record);
-  std::sort(answers.begin(), answers.end(), [](const Json* a, const Json* b) {
-    return std::stoll(a->at("key").get<std::string>().substr(1)) < std::stoll(b->at("key").get<std::string>().substr(1));
-  });
+  // The engraved records, in question order (the journal's: chunks are appended in order).
   std::string engraved = "[\n";
   int64_t kept = 0;
-  for (const Json* r : answers) {
-    if (r->contains("dropped")) {
-      ++out.counts["dropped_" + r->at("dropped").get<std::string>()];
-      continue;
+  absl::Status visited = journal->ForEach([&](const Json& r) {
+    if (r["key"] == "prompts") return absl::OkStatus();
+    if (r.contains("dropped")) {
+      ++out.counts["dropped_" + r["dropped"].get<std::string>()];
+      return absl::OkStatus();
     }
-    absl::StrAppend(&engraved, kept++ ? ",\n" : "",
-                    r->at("engraved").dump(-1, ' ', false, Json::error_handler_t::replace));
-  }
+    absl::StrAppend(&engraved, kept++ ? ",\n" : "", r["engraved"].dump(-1, ' ', false, Json::error_handler_t::replace));
+    return absl::OkStatus();
+  });
+  if (!visited.ok()) return visited;
   engraved += "\n]\n";
   out.train_file = c.out / "self_align.json";
   out.format = RecordFormat::kDromedary;

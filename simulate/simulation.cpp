@@ -129,6 +129,10 @@ absl::StatusOr<SimulationOutput> RunSimulation(const SimulationContext& context)
                         {"counts", output->counts},
                         {"throughput", output->throughput}};
   if (absl::Status s = WriteStringAtomically(context.out / "summary.json", summary.dump(2) + "\n"); !s.ok()) return s;
+  // What was made, dropped and filtered, for the log (summary.json holds the same).
+  std::string counts;
+  for (const auto& [what, n] : output->counts) absl::StrAppend(&counts, counts.empty() ? "" : ", ", what, " ", n);
+  std::fprintf(stderr, "simulate %s: %s\n", SimulationMethodName(context.recipe.method).c_str(), counts.c_str());
   return output;
 }
 

@@ -40,7 +40,8 @@ absl::StatusOr<GenerationRequest> EngineTextGenerator::Render(const TextRequest&
     s.stop_ids = served_.stop_ids;
   }
   int64_t longest_choice = 0;
-  for (const std::vector<int64_t>& choice : s.choices) longest_choice = std::max<int64_t>(longest_choice, choice.size());
+  for (const std::vector<int64_t>& choice : s.choices)
+    longest_choice = std::max<int64_t>(longest_choice, static_cast<int64_t>(choice.size()));
   s.max_new_tokens = s.choices.empty() ? request.max_new_tokens : longest_choice + 1;
   // Keep room for at least a quarter of the positions of new text (all of a choice); cut the prompt on the left.
   const int64_t room = s.choices.empty() ? std::min(s.max_new_tokens, std::max<int64_t>(1, max_positions_ / 4))

@@ -12,13 +12,17 @@ import sys
 import time
 
 
+# One thread a process: ctest runs tests side by side on few cores (OpenMP's spinning threads would contend).
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
 def main():
     agora, source, scratch, method = sys.argv[1:5]
     shutil.rmtree(scratch, ignore_errors=True)
     cmd = [agora, "simulate", "--config", f"recipes/closed_loop_{method}_tiny.yaml", f"output_dir={scratch}",
            "device=cpu"]
     start = time.time()
-    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True, env=ENV)
     assert p.returncode == 0, p.stderr[-4000:]
     print(f"{method}: closed loop in {time.time() - start:.1f} s\n{p.stdout}")
     table = json.load(open(os.path.join(scratch, "closed_loop.json")))["rounds"]
@@ -38,7 +42,7 @@ def main():
     assert table[2]["model"] != table[0]["model"] or table[2]["adapter"] != table[0]["adapter"], table
     assert table[1]["adapter"] != table[2]["adapter"] or table[1]["model"] != table[2]["model"], table
     before = open(os.path.join(scratch, "closed_loop.json")).read()
-    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=source, capture_output=True, text=True, env=ENV)
     assert p.returncode == 0, p.stderr[-4000:]
     assert "not simulated again" in p.stderr, p.stderr[-2000:]
     assert open(os.path.join(scratch, "closed_loop.json")).read() == before, "a rerun changed the table"

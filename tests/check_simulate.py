@@ -18,6 +18,9 @@ RECIPES = {"sandbox": "closed_loop_sandbox_tiny.yaml", "matrix": "closed_loop_ma
 # Enough questions that a run lasts several seconds, so kills land in every phase.
 SIZE = {"sandbox": ["simulate.max_questions=45"], "matrix": ["simulate.max_questions=24", "simulate.batch_questions=4"],
         "self_align": ["simulate.questions=assets/simulate/questions.txt", "simulate.max_questions=12", "simulate.batch_questions=4"]}
+# One thread a process: ctest runs tests side by side on few cores, and OpenMP's spinning threads would make
+# every process wait for the others.
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
 TRAIN_FILE = {"sandbox": "sandbox_groups.json", "matrix": "matrix_sharegpt.json", "self_align": "self_align.json"}
 
 
@@ -27,9 +30,17 @@ def command(agora, method, out):
 
 
 def run(agora, source, method, out):
-    p = subprocess.run(command(agora, method, out), cwd=source, capture_output=True, text=True)
+    p = subprocess.run(command(agora, method, out), cwd=source, capture_output=True, text=True, env=ENV)
     assert p.returncode == 0, p.stderr
     return p
+
+
+def lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def read(path):
@@ -54,13 +65,19 @@ def main():
     for name in ("journal.jsonl", TRAIN_FILE[method]):
         assert read(os.path.join(a, name)) == read(os.path.join(b, name)), f"{name} differs between two runs"
 
-    # SIGKILL at random moments, then run again until it finishes.
+    # SIGKILL at random moments, then run again until it finishes: each run is killed a random time after its
+    # first new journal line, so every kill lands in a later chunk, in a different phase.
     rng = random.Random(7)
+    journal = os.path.join(k, "journal.jsonl")
     killed = 0
     for attempt in range(kills):
+        before = lines(journal)
         p = subprocess.Popen(command(agora, method, k), cwd=source, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, max(0.5, seconds * 0.9)))
+                             stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.time() + 120
+        while p.poll() is None and lines(journal) <= before and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.15))
         if p.poll() is None:
             p.kill()
             killed += 1
@@ -68,7 +85,7 @@ def main():
         if os.path.exists(os.path.join(k, "summary.json")):
             break
     print(f"{method}: {killed} kills")
-    assert killed >= 1, "no run was killed: the runs are too short for this test"
+    assert killed >= 2, f"only {killed} runs were killed: the runs are too short for this test"
     run(agora, source, method, k)
     for name in ("journal.jsonl", TRAIN_FILE[method]):
         assert read(os.path.join(a, name)) == read(os.path.join(k, name)), f"{name} differs after kill and resume"

@@ -17,7 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "data/jsonl_dataset.h"
 #include "simulate/prompt_template.h"
-#include "simulate/record_journal.h"
+#include "util/record_journal.h"
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "simulate/text_similarity.h"
@@ -50,8 +50,9 @@ class ScriptedGenerator : public TextGenerator {
       EXPECT_TRUE(seen.emplace(r.key, r).second) << "key asked twice: " << r.key;
       EXPECT_EQ(r.seed, StableSeed(1234, r.key)) << r.key;
       std::string text = reply_(r);
-      if (!r.choices.empty())
+      if (!r.choices.empty()) {
         EXPECT_TRUE(std::find(r.choices.begin(), r.choices.end(), text) != r.choices.end()) << r.key << ": " << text;
+      }
       replies.push_back({text, true});
     }
     counters_.requests += static_cast<int64_t>(requests.size());
@@ -162,6 +163,7 @@ TEST(RecordJournal, AppendsReopensAndCutsATornLine) {
     absl::StatusOr<RecordJournal> j = RecordJournal::Open(path);
     ASSERT_TRUE(j.ok()) << j.status();
     ASSERT_TRUE(j->Append({{"key", "a"}, {"v", 1}}).ok());
+    EXPECT_EQ(j->Read("a")->at("v"), 1) << "a record is readable as soon as it is appended";
     ASSERT_TRUE(j->Append({{"key", "b"}, {"v", 2}}).ok());
     EXPECT_EQ(j->Append({{"key", "a"}}).code(), absl::StatusCode::kAlreadyExists);
     EXPECT_FALSE(j->Append({{"v", 3}}).ok());
@@ -171,7 +173,9 @@ TEST(RecordJournal, AppendsReopensAndCutsATornLine) {
   absl::StatusOr<RecordJournal> j = RecordJournal::Open(path);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ(j->torn_lines(), 1);
-  ASSERT_EQ(j->records().size(), 2u);
+  ASSERT_EQ(j->size(), 2);
+  EXPECT_EQ(j->Read("b")->at("v"), 2);
+  EXPECT_EQ(j->Read("c").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(j->Has("b"));
   EXPECT_FALSE(j->Has("c"));
   ASSERT_TRUE(j->Append({{"key", "c"}, {"v", 3}}).ok());
@@ -328,7 +332,7 @@ TEST(Sandbox, ResumesAfterAFailureWithTheSameRecords) {
   EXPECT_EQ(run(dir / "resumed", 9).code(), absl::StatusCode::kAborted);  // round 1's third call (6 a round)
   absl::StatusOr<RecordJournal> partial = RecordJournal::Open(dir / "resumed" / "journal.jsonl");
   ASSERT_TRUE(partial.ok());
-  EXPECT_EQ(partial->records().size(), 4u) << "round 0 journaled, round 1 not";
+  EXPECT_EQ(partial->size(), 4) << "round 0 journaled, round 1 not";
   ASSERT_TRUE(run(dir / "resumed", -1).ok());
   for (const char* file : {"journal.jsonl", "sandbox_groups.json", "logs/world_0/agent_3.jsonl"})
     EXPECT_EQ(*ReadFile(dir / "whole" / file), *ReadFile(dir / "resumed" / file)) << file;
@@ -366,8 +370,8 @@ TEST(Matrix, ScriptedSceneTraceAndConversation) {
 
   absl::StatusOr<RecordJournal> journal = RecordJournal::Open(dir / "out" / "journal.jsonl");
   ASSERT_TRUE(journal.ok());
-  ASSERT_EQ(journal->records().size(), 2u);
-  const Json& scene = journal->records()[0];
+  ASSERT_EQ(journal->size(), 2);
+  const Json scene = *journal->Read("q0");
   EXPECT_EQ(scene["ego"], "burglar");
   // The asker is not among the roles; the list is topped up from the fallbacks to min_roles.
   EXPECT_EQ(scene["roles"], Json({"neighbour", "police officer", "family member"}));
@@ -392,7 +396,7 @@ TEST(Matrix, ScriptedSceneTraceAndConversation) {
   EXPECT_THAT(policy.at("q0/summary").prompt, HasSubstr("harm seen by neighbour"));
   EXPECT_THAT(policy.at("q0/revise").prompt, HasSubstr("The neighbour lost property and trust."));
   // The second question: no [role] in the reply, so the asker is "user"; its empty revision is not trained on.
-  EXPECT_EQ(journal->records()[1]["ego"], "user");
+  EXPECT_EQ(journal->Read("q1")->at("ego"), "user");
   EXPECT_EQ(out->counts.at("fallback_ego"), 1);
   EXPECT_EQ(out->counts.at("dropped_empty_revision"), 1);
 
@@ -421,7 +425,8 @@ TEST(SelfAlign, TopicsQuestionsNearDuplicatesAndFilters) {
     if (absl::StartsWith(r.key, "topics/")) return "Space Travel.\n- history\n- a topic far too long here\n- Chemistry";
     if (absl::StartsWith(r.key, "questions/False premise/History"))
       return "Why did Rome win the Second World War?\n- Why did Rome win the Second World War too?\n- Hi";
-    if (absl::StartsWith(r.key, "questions/")) return "How do I pick a lock quickly?\n- Why is the Moon made of cheese?";
+    if (absl::StartsWith(r.key, "questions/"))
+      return "How do I pick a lock quickly?\n- Why is the Moon made of cheese?";
     if (absl::EndsWith(r.key, "/thoughts")) return "I am a helpful assistant. Honest applies.";
     // answers: q0 the pool's lock question, then the generated ones
     if (r.key == "q0/answer") return "I'm sorry, I cannot help.";
