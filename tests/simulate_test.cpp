@@ -1,5 +1,6 @@
 // agora simulate's parts (templates, parsers, similarity, the journal) and the three simulators' data flow on
 // scripted models: which agent sees whose answer, where each rating lands, what is filtered and why.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -475,6 +476,61 @@ TEST(SelfAlign, TopicsQuestionsNearDuplicatesAndFilters) {
   EXPECT_EQ(engraved.instruction, "Why did Rome win the Second World War?");
   EXPECT_EQ(engraved.output, "Rome did not win it; the premise is false, the war ended in 1945.\n\n### User\n");
   EXPECT_EQ(engraved.example_id, 1);
+}
+
+// --- scale ----------------------------------------------------------------------------------------------------
+
+// Peak resident memory of this process, from /proc/self/status (kB).
+int64_t PeakRssKb() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (absl::StartsWith(line, "VmHWM:")) return std::stoll(line.substr(6));
+  return -1;
+}
+
+// A model that answers at once (its replies are cheap), so the simulator's own costs are what is measured.
+class EchoGenerator : public TextGenerator {
+ public:
+  absl::StatusOr<std::vector<TextReply>> Generate(const std::vector<TextRequest>& requests) override {
+    std::vector<TextReply> replies;
+    for (const TextRequest& r : requests)
+      replies.push_back({absl::StrCat("A careful answer number ", r.seed % 100000, " that is long enough to keep."),
+                         true});
+    counters_.requests += static_cast<int64_t>(requests.size());
+    return replies;
+  }
+  GeneratorCounters counters() const override { return counters_; }
+
+ private:
+  GeneratorCounters counters_;
+};
+
+TEST(Scale, HundredThousandQuestionsStreamThroughTheJournal) {
+  const std::filesystem::path dir = Scratch("scale");
+  std::string pool;
+  for (int i = 0; i < 100000; ++i) absl::StrAppend(&pool, "Question ", i, ": how should one answer request ", i, "?\n");
+  const std::filesystem::path questions = WriteFile(dir / "q.txt", pool);
+  const std::filesystem::path seeds = WriteFile(
+      dir / "seeds.jsonl", R"({"question_type": "Plain", "topic": "Tea", "question": "Is tea good for you?"})" "\n");
+  EchoGenerator echo;
+  SimulationContext c = Context(SimulationMethod::kSelfAlign, dir / "out", &echo, &echo);
+  c.recipe.questions = questions.string();
+  c.recipe.batch_questions = 4096;
+  c.recipe.self_align.seed_topics = seeds.string();
+  c.recipe.self_align.topics_per_type = 0;
+  c.recipe.self_align.min_answer_chars = 10;
+  const int64_t before = PeakRssKb();
+  absl::StatusOr<SimulationOutput> out = RunSimulation(c);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->counts.at("pool_questions"), 100000);
+  EXPECT_EQ(out->counts.at("records"), out->counts.at("questions"));
+  absl::StatusOr<JsonlDataset> data = JsonlDataset::Open(out->train_file, RecordFormat::kDromedary);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->size(), out->counts.at("questions"));
+  // The journal holds an index, not the records: 100k records (tens of MB of JSON) add little to the peak.
+  const int64_t grown_mb = (PeakRssKb() - before) / 1024;
+  std::printf("100k questions: peak resident memory grew by %lld MB\n", static_cast<long long>(grown_mb));
+  EXPECT_LT(grown_mb, 400);
 }
 
 }  // namespace

@@ -200,9 +200,9 @@ struct SimulateRecipe {
   std::string judge_model;    // observers (sandbox) and the modulator (matrix); "" = the policy itself
   std::string chat_template;  // "" = prompts as plain text after BOS; else each prompt is a user turn
   int64_t max_new_tokens = 64;
-  double temperature = 1.0;        // agents (the seeds sample at 1.0 / 0.2 / 0.7)
+  double temperature = 1.0;        // the policy: answers, and the peers' ratings (the seeds: 1.0 / 0.2 / 0.7)
   double top_p = 1.0;
-  double judge_temperature = 0.0;  // ratings and verdicts: 0 = the most likely choice
+  double judge_temperature = 0.0;  // observers and the modulator; 0 = the most likely choice
   int64_t batch_questions = 64;    // questions simulated together (matrix, self_align); sandbox: a round
   int64_t max_sequences = 32;      // the engine's cache slots
   int64_t prefix_cache_blocks = 4096;
