@@ -163,7 +163,7 @@ std::string Cell(const Json& value) {
 // The table of eval per round, printed and saved as closed_loop.json and closed_loop.md.
 absl::Status WriteTable(const fs::path& run, const Json& rounds) {
   std::string md =
-      "| round | trained on (records) | train loss | validation loss | task | acc | acc_norm | mc2 |\n"
+      "| round | records simulated | train loss | validation loss | task | acc | acc_norm | mc2 |\n"
       "|---|---|---|---|---|---|---|---|\n";
   for (const Json& r : rounds) {
     const std::string head = absl::StrFormat("| %d | %s | %s | %s |", r["round"].get<int64_t>(), Cell(r["records"]),

@@ -2,7 +2,8 @@
 # `make demo`: LoRA fine-tuning of the embedded tiny model (assets/tiny-llama) on the bundled sandbox-society
 # sample (assets/data/sandbox_demo) with recipes/tiny_demo.yaml: stop half-way as a preempted job would, resume
 # from the checkpoint, answer a question with the adapter, score the bundled evaluation tasks before and after,
-# and export the adapter merged into a full HF model.
+# export the adapter merged into a full HF model, and run the tiny closed loop of Stable Alignment's sandbox
+# (a society of the model simulates, the model trains on what it made, is scored, simulates again).
 # The run folder is build/demo_run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,5 +36,9 @@ echo "== agora export --merge: the adapter folded into the base, a plain HF mode
 "$agora" export --merge --model assets/tiny-llama --adapter "$final" --out "$run/merged"
 ls "$run/merged"
 echo
+echo "== agora simulate: recipes/closed_loop_sandbox_tiny.yaml, 2 rounds of simulate -> train -> eval =="
+"$agora" simulate --config recipes/closed_loop_sandbox_tiny.yaml output_dir="$run/closed_loop"
+echo
 echo "Run folder: $run (recipe.yaml, log.txt, metrics.jsonl, tb/ for TensorBoard, checkpoints/: PEFT adapter"
-echo "folders with the optimizer and trainer state, merged/: the merged model)"
+echo "folders with the optimizer and trainer state, merged/: the merged model, closed_loop/: each round's simulated"
+echo "data, training run and eval, and closed_loop.md)"
