@@ -217,6 +217,10 @@ absl::StatusOr<LoopOutcome> RunSimulateRecipe(const Recipe& recipe, bool termina
                  state.adapter.empty() ? "" : (" + " + state.adapter).c_str());
     absl::StatusOr<SimulationOutput> data = Simulate(recipe, state, dir / "data", terminal);
     if (!data.ok()) return data.status();
+    if (data->counts["records"] == 0)
+      return absl::FailedPreconditionError(absl::StrCat("round ", k, " simulated nothing to train on: every record was ",
+                                                        "dropped (counts in ", (dir / "data" / "summary.json").string(),
+                                                        ")"));
     std::fprintf(stderr, "== closed loop round %d: train on %s ==\n", static_cast<int>(k),
                  data->train_file.string().c_str());
     absl::StatusOr<std::optional<ModelState>> trained = Train(recipe, state, *data, dir / "train", terminal);

@@ -41,6 +41,25 @@ def main():
     # Each round simulates with the previous round's model.
     assert table[2]["model"] != table[0]["model"] or table[2]["adapter"] != table[0]["adapter"], table
     assert table[1]["adapter"] != table[2]["adapter"] or table[1]["model"] != table[2]["model"], table
+    # Killed with SIGKILL once training has begun, then run again: the same table as the uninterrupted run.
+    killed = scratch + "_killed"
+    shutil.rmtree(killed, ignore_errors=True)
+    kill_cmd = cmd[:-2] + [f"output_dir={killed}", "device=cpu"]
+    p = subprocess.Popen(kill_cmd, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    while p.poll() is None and not os.path.exists(os.path.join(killed, "round_1", "train")):
+        time.sleep(0.005)
+    was_running = p.poll() is None
+    p.kill()
+    p.wait()
+    assert was_running, "the loop ended before its first training stage began"
+    p = subprocess.run(kill_cmd, cwd=source, capture_output=True, text=True, env=ENV)
+    assert p.returncode == 0, p.stderr[-4000:]
+    resumed = json.load(open(os.path.join(killed, "closed_loop.json")))["rounds"]
+    for a, b in zip(table, resumed):
+        assert (a["records"], a["losses"], a["eval"]["tasks"][0]["metrics"]) == \
+            (b["records"], b["losses"], b["eval"]["tasks"][0]["metrics"]), (a, b)
+    print(f"{method}: killed in round 1's training and resumed: the same table")
+
     before = open(os.path.join(scratch, "closed_loop.json")).read()
     p = subprocess.run(cmd, cwd=source, capture_output=True, text=True, env=ENV)
     assert p.returncode == 0, p.stderr[-4000:]
