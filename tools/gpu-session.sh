@@ -12,7 +12,8 @@
 #   summary.json   per step: status, seconds, detail; tests passed/failed by name; sanitizer error counts;
 #                  GPU, driver, torch, nvcc, commit, date (rewritten after every step, so a kill leaves one)
 #   machine.txt    what the machine has (GPU, compilers, headers, tools)
-#   attention_bench.json, linear_cross_entropy_bench.json, train_step_bench.json   the benchmarks' JSON
+#   attention_bench.json, linear_cross_entropy_bench.json, train_step_bench.json, simulate_sandbox_bench.json
+#                  the benchmarks' JSON
 #   logs.tar.gz    every step's log, the ctest JUnit file, the training run's metrics.jsonl and log.txt
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ build="${AGORA_GPU_BUILD_DIR:-$root/build-gpu}"
 deadline=$((SECONDS + ${AGORA_DEADLINE_S:-470}))
 commit="${AGORA_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
 all_steps="configure build tests attention_memcheck attention_bench loss_bench loss_memcheck attention_racecheck \
-attention_synccheck train train_step"
+attention_synccheck train train_step simulate"
 steps=" ${AGORA_STEPS:-$all_steps} "
 logs="$out/logs"
 mkdir -p "$out" "$logs"
@@ -162,6 +163,16 @@ step train_step 200 gpu "$python" "$root/benchmarks/train_step/train_step_bench.
   --runs llama-3.2-1b:full,llama-3.2-1b:lora,llama-2-7b:lora --rows 4 --seq-len 2048 --steps 10 --warmup 3 \
   --agora-bin "$build/benchmarks/train_step_bench" --deadline-s $((deadline - SECONDS - 60)) --commit "$commit" \
   --json "$out/train_step_bench.json"
+
+# --- agora simulate: a 10x10 sandbox round on the Llama-3.2-1B-shaped model of the train step, the engine batched ---
+simulate_run() {
+  local model=/tmp/agora-random-1b
+  [[ -f "$model/config.json" ]] || "$python" "$root/tools/make_random_llama.py" --shape llama-3.2-1b --device cuda \
+    --tokenizer "$root/assets/tiny-llama/tokenizer.model" "$model" || return 1
+  "$python" "$root/benchmarks/simulate/sandbox_round_bench.py" --agora "$build/agora" --model "$model" --device cuda \
+    --modes batched --grid 10 --max_new_tokens 64 --commit "$commit" --json "$out/simulate_sandbox_bench.json"
+}
+step simulate 120 gpu simulate_run
 
 tar -czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
 echo "gpu-session: done in ${SECONDS}s; files in $out: $(ls "$out" | tr '\n' ' ')"
