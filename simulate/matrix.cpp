@@ -240,15 +240,8 @@ class Chunk {
 
   TextRequest Free(const Scene& s, const std::string& what, std::string prompt,
                    std::vector<std::string> stops = {"\nQuestion:"}) const {
-    TextRequest r;
-    r.key = absl::StrCat(s.Key(), "/", what);
-    r.seed = StableSeed(c_.seed, r.key);
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = c_.recipe.max_new_tokens;
-    r.temperature = c_.recipe.temperature;
-    r.top_p = c_.recipe.top_p;
-    r.stop_strings = std::move(stops);
-    return r;
+    return SimulationRequest(c_, absl::StrCat(s.Key(), "/", what), std::move(prompt), c_.recipe.temperature,
+                             std::move(stops));
   }
 
   const SimulationContext& c_;

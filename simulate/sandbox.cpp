@@ -253,15 +253,7 @@ class Round {
 
  private:
   TextRequest Free(std::string key, std::string prompt, double temperature, std::vector<std::string> stops) const {
-    TextRequest r;
-    r.seed = StableSeed(c_.seed, key);
-    r.key = std::move(key);
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = c_.recipe.max_new_tokens;
-    r.temperature = temperature;
-    r.top_p = c_.recipe.top_p;
-    r.stop_strings = std::move(stops);
-    return r;
+    return SimulationRequest(c_, std::move(key), std::move(prompt), temperature, std::move(stops));
   }
   TextRequest Choice(std::string key, std::string prompt, double temperature) const {
     TextRequest r = Free(std::move(key), std::move(prompt), temperature, {});

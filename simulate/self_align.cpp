@@ -251,14 +251,7 @@ class SelfAlign {
   }
 
   TextRequest Request(std::string key, std::string prompt) const {
-    TextRequest r;
-    r.seed = StableSeed(c_.seed, key);
-    r.key = std::move(key);
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = c_.recipe.max_new_tokens;
-    r.temperature = c_.recipe.temperature;
-    r.top_p = c_.recipe.top_p;
-    return r;
+    return SimulationRequest(c_, std::move(key), std::move(prompt), c_.recipe.temperature);
   }
 
   const SimulationContext& c_;

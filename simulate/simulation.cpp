@@ -29,6 +29,19 @@ GeneratorCounters Totals(const SimulationContext& context) {
 
 }  // namespace
 
+TextRequest SimulationRequest(const SimulationContext& context, std::string key, std::string prompt,
+                              double temperature, std::vector<std::string> stop_strings) {
+  TextRequest r;
+  r.seed = StableSeed(context.seed, key);
+  r.key = std::move(key);
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = context.recipe.max_new_tokens;
+  r.temperature = temperature;
+  r.top_p = context.recipe.top_p;
+  r.stop_strings = std::move(stop_strings);
+  return r;
+}
+
 absl::StatusOr<std::vector<std::string>> ReadQuestions(const std::filesystem::path& path, int64_t max_questions) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();

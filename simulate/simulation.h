@@ -42,6 +42,10 @@ struct SimulationOutput {
   nlohmann::ordered_json throughput;      // SimulationProgress::Summary() at the end
 };
 
+// A request as every simulator makes them: seeded by its key, the recipe's max_new_tokens and top_p.
+TextRequest SimulationRequest(const SimulationContext& context, std::string key, std::string prompt,
+                              double temperature, std::vector<std::string> stop_strings = {});
+
 // The question pool: a .jsonl file's "question", "prompt" or "instruction" field, or else one question per
 // non-empty line; at most `max_questions` (0: all). Errors name the file and line.
 absl::StatusOr<std::vector<std::string>> ReadQuestions(const std::filesystem::path& path, int64_t max_questions);
