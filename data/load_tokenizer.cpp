@@ -36,4 +36,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::
       absl::StrCat(model_dir.string(), ": no tokenizer found (expected tokenizer.model or tokenizer.json)"));
 }
 
+absl::Status CheckTokenizerFitsModel(const Tokenizer& tokenizer, int64_t vocab_size,
+                                     const std::filesystem::path& model_dir) {
+  if (tokenizer.vocab_size() <= vocab_size) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(model_dir.string(), ": the tokenizer has ", tokenizer.vocab_size(),
+                                                 " pieces but config.json's vocab_size is ", vocab_size,
+                                                 ": its ids would fall outside the model's embedding"));
+}
+
 }  // namespace agora

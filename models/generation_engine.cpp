@@ -1,6 +1,7 @@
 #include "models/generation_engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -41,6 +42,20 @@ absl::Status GenerationEngine::Submit(GenerationRequest request) {
   if (request.prompt.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": the prompt has no tokens"));
   if (s.max_new_tokens < 1 && s.choices.empty())
     return absl::InvalidArgumentError(absl::StrCat(name, ": max_new_tokens must be at least 1"));
+  // Checked here, not met as a torch error inside sampling (which would abort the process).
+  if (!std::isfinite(s.temperature) || s.temperature < 0)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": temperature must be >= 0, got ", s.temperature));
+  if (!(s.top_p > 0 && s.top_p <= 1))
+    return absl::InvalidArgumentError(absl::StrCat(name, ": top_p must be in (0, 1], got ", s.top_p));
+  if (s.top_k < 0) return absl::InvalidArgumentError(absl::StrCat(name, ": top_k must be >= 0, got ", s.top_k));
+  if (!(s.min_p >= 0 && s.min_p <= 1))
+    return absl::InvalidArgumentError(absl::StrCat(name, ": min_p must be in [0, 1], got ", s.min_p));
+  if (!(s.repetition_penalty > 0) || !std::isfinite(s.repetition_penalty))
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": repetition_penalty must be > 0, got ", s.repetition_penalty));
+  if (s.no_repeat_ngram_size < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": no_repeat_ngram_size must be >= 0, got ", s.no_repeat_ngram_size));
   const int64_t vocab = model_->config().vocab_size;
   for (int64_t t : request.prompt)
     if (t < 0 || t >= vocab)

@@ -4,6 +4,7 @@
 
 #include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
+#include "models/config.h"
 #include "models/device_options.h"
 #include "models/lora.h"
 
@@ -16,6 +17,10 @@ absl::StatusOr<ServingModel> LoadServingModel(const ServingSpec& spec) {
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(spec.model_dir);
   if (!tokenizer.ok()) return tokenizer.status();
   served.tokenizer = *std::move(tokenizer);
+  absl::StatusOr<LlamaConfig> config = LoadLlamaConfig(std::filesystem::path(spec.model_dir) / "config.json");
+  if (!config.ok()) return config.status();
+  if (absl::Status s = CheckTokenizerFitsModel(*served.tokenizer, config->vocab_size, spec.model_dir); !s.ok())
+    return s;
   absl::StatusOr<LoadedModel> loaded = LoadModel(spec.model_dir, *options);
   if (!loaded.ok()) return loaded.status();
   served.model = loaded->model;

@@ -8,6 +8,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -302,6 +304,21 @@ TEST_F(EngineTest, BadRequestsAreRefusedNamingThem) {
   r.prompt = {1};
   r.sampling.choices = {{5}, {}};
   EXPECT_THAT(std::string(engine.Submit(r).message()), HasSubstr("a choice has no tokens"));
+  r.sampling.choices = {};
+  // Sampling options a torch op would otherwise abort on (top_p 0 made `agora generate` crash).
+  const std::pair<std::function<void(SamplingOptions&)>, std::string> bad[] = {
+      {[](SamplingOptions& s) { s.temperature = -0.5; }, "temperature must be >= 0, got -0.5"},
+      {[](SamplingOptions& s) { s.temperature = 0.7, s.top_p = 0; }, "top_p must be in (0, 1], got 0"},
+      {[](SamplingOptions& s) { s.top_p = 1.5; }, "top_p must be in (0, 1], got 1.5"},
+      {[](SamplingOptions& s) { s.top_k = -2; }, "top_k must be >= 0, got -2"},
+      {[](SamplingOptions& s) { s.min_p = 2; }, "min_p must be in [0, 1], got 2"},
+      {[](SamplingOptions& s) { s.repetition_penalty = 0; }, "repetition_penalty must be > 0, got 0"},
+      {[](SamplingOptions& s) { s.no_repeat_ngram_size = -1; }, "no_repeat_ngram_size must be >= 0, got -1"}};
+  for (const auto& [change, message] : bad) {
+    GenerationRequest q{"q8", {1, 2}, {}};
+    change(q.sampling);
+    EXPECT_THAT(std::string(engine.Submit(q).message()), HasSubstr("request 'q8': " + message));
+  }
 }
 
 }  // namespace

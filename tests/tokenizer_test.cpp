@@ -406,6 +406,22 @@ TEST(LoadTokenizerTest, PicksTokenizerModel) {
   EXPECT_EQ((*tokenizer)->vocab_size(), 800);
 }
 
+TEST(LoadTokenizerTest, ATokenizerLargerThanTheModelsVocabularyIsRefused) {
+  const std::filesystem::path fixtures = FixtureDir();
+  ASSERT_FALSE(fixtures.empty());
+  const ScopedDir scoped("too_many_pieces");
+  std::filesystem::copy_file(fixtures / "tokenizer.model", scoped.path() / "tokenizer.model");
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(scoped.path());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_TRUE(CheckTokenizerFitsModel(**tokenizer, 800, scoped.path()).ok());
+  EXPECT_TRUE(CheckTokenizerFitsModel(**tokenizer, 32000, scoped.path()).ok());  // a padded embedding is fine
+  const absl::Status status = CheckTokenizerFitsModel(**tokenizer, 3, scoped.path());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(status.message()), scoped.path().string() +
+                                               ": the tokenizer has 800 pieces but config.json's vocab_size is 3: "
+                                               "its ids would fall outside the model's embedding");
+}
+
 // tokenizer.json alone is read as byte-level BPE (tests/bpe_tokenizer_test.cpp); other kinds are refused.
 TEST(LoadTokenizerTest, TokenizerJsonOfAnotherKindIsUnimplemented) {
   const ScopedDir scoped("json_only");

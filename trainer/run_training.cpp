@@ -18,6 +18,7 @@
 #include "util/read_file.h"
 #include "data/load_tokenizer.h"
 #include "models/checkpoint.h"
+#include "models/config.h"
 #include "models/device_options.h"
 #include "models/lora.h"
 #include "trainer/distributed/data_parallel.h"
@@ -241,6 +242,8 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // Tokenizer and data.
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizer(recipe.model.path));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
+  AGORA_ASSIGN_OR_RETURN(LlamaConfig model_config, LoadLlamaConfig(fs::path(recipe.model.path) / "config.json"));
+  AGORA_RETURN_IF_ERROR(CheckTokenizerFitsModel(*tokenizer, model_config.vocab_size, recipe.model.path));
   AGORA_ASSIGN_OR_RETURN(TrainingDataOptions train_options, DataOptions(recipe, recipe.data.train, true));
   if (launch) {  // each rank reads its share of every global batch
     train_options.rank = launch->rank;
