@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "data/seeded_permutation.h"
 #include "nlohmann/json.hpp"
+#include "util/json_array_lines.h"
 #include "util/read_file.h"
 #include "util/status_macros.h"
 
@@ -180,7 +181,7 @@ absl::StatusOr<std::vector<RatedResponses>> SandboxLogsToGroups(const std::vecto
 }
 
 std::string SandboxGroupsToJson(const std::vector<RatedResponses>& groups) {
-  std::string out = "[\n";
+  JsonArrayLines out;
   for (size_t i = 0; i < groups.size(); ++i) {
     nlohmann::ordered_json scores = nlohmann::ordered_json::array();
     // The original's key order; ratings are integers in the sandbox, written as such.
@@ -192,10 +193,9 @@ std::string SandboxGroupsToJson(const std::vector<RatedResponses>& groups) {
                          {"responses", groups[i].responses},
                          {"scores", scores},
                          {"models", groups[i].models}};
-    absl::StrAppend(&out, record.dump(-1, ' ', /*ensure_ascii=*/false), i + 1 < groups.size() ? ",\n" : "\n");
+    out.Add(record);
   }
-  absl::StrAppend(&out, "]\n");
-  return out;
+  return std::move(out).Finish();
 }
 
 }  // namespace agora

@@ -17,6 +17,7 @@
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "util/atomic_file.h"
+#include "util/json_array_lines.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -291,7 +292,8 @@ absl::StatusOr<SimulationOutput> SimulateMatrix(const SimulationContext& c) {
   // The training file and the trace, in question order (the journal's: chunks are appended in order), from the
   // journal.
   SimulationOutput out;
-  std::string conversations = "[\n", trace;
+  JsonArrayLines conversations;
+  std::string trace;
   int64_t plausible = 0, implausible = 0, empty = 0;
   absl::Status visited = journal->ForEach([&](const Json& r) {
     for (const auto& [what, n] : r["fallbacks"].items()) out.counts["fallback_" + what] += n.get<int64_t>();
@@ -304,22 +306,19 @@ absl::StatusOr<SimulationOutput> SimulateMatrix(const SimulationContext& c) {
       ++empty;  // nothing to train on
       return absl::OkStatus();
     }
-    const Json conversation = {{"id", "matrix_" + r["key"].get<std::string>()},
-                               {"conversations", Json::array({{{"from", "human"}, {"value", r["question"]}},
-                                                              {{"from", "gpt"}, {"value", revised}}})}};
-    absl::StrAppend(&conversations, conversations.size() > 2 ? ",\n" : "",
-                    conversation.dump(-1, ' ', false, Json::error_handler_t::replace));
+    conversations.Add({{"id", "matrix_" + r["key"].get<std::string>()},
+                       {"conversations", Json::array({{{"from", "human"}, {"value", r["question"]}},
+                                                      {{"from", "gpt"}, {"value", revised}}})}});
     return absl::OkStatus();
   });
   if (!visited.ok()) return visited;
-  conversations += "\n]\n";
   out.train_file = c.out / "matrix_sharegpt.json";
   out.format = RecordFormat::kShareGpt;
-  if (absl::Status s = WriteStringAtomically(out.train_file, conversations); !s.ok()) return s;
+  out.counts["conversations"] = conversations.size();
+  if (absl::Status s = WriteStringAtomically(out.train_file, std::move(conversations).Finish()); !s.ok()) return s;
   if (absl::Status s = WriteStringAtomically(c.out / "trace.jsonl", trace); !s.ok()) return s;
   out.counts["questions"] = total;
   out.counts["records"] = journal->size();
-  out.counts["conversations"] = journal->size() - empty;
   out.counts["dropped_empty_revision"] = empty;
   out.counts["plausible_reactions"] = plausible;
   out.counts["implausible_reactions"] = implausible;

@@ -24,6 +24,7 @@
 #include "simulate/simulation.h"
 #include "simulate/text_similarity.h"
 #include "util/atomic_file.h"
+#include "util/json_array_lines.h"
 #include "util/read_file.h"
 
 namespace agora {
@@ -310,26 +311,24 @@ absl::StatusOr<SimulationOutput> SimulateSelfAlign(const SimulationContext& c) {
   }
 
   // The engraved records, in question order (the journal's: chunks are appended in order).
-  std::string engraved = "[\n";
-  int64_t kept = 0;
+  JsonArrayLines engraved;
   absl::Status visited = journal->ForEach([&](const Json& r) {
     if (r["key"] == "prompts") return absl::OkStatus();
     if (r.contains("dropped")) {
       ++out.counts["dropped_" + r["dropped"].get<std::string>()];
       return absl::OkStatus();
     }
-    absl::StrAppend(&engraved, kept++ ? ",\n" : "", r["engraved"].dump(-1, ' ', false, Json::error_handler_t::replace));
+    engraved.Add(r["engraved"]);
     return absl::OkStatus();
   });
   if (!visited.ok()) return visited;
-  engraved += "\n]\n";
   out.train_file = c.out / "self_align.json";
   out.format = RecordFormat::kDromedary;
-  if (absl::Status s = WriteStringAtomically(out.train_file, engraved); !s.ok()) return s;
+  out.counts["records"] = engraved.size();
+  if (absl::Status s = WriteStringAtomically(out.train_file, std::move(engraved).Finish()); !s.ok()) return s;
   out.counts["pool_questions"] = static_cast<int64_t>(pool.size());
   out.counts["generated_questions"] = static_cast<int64_t>(stage1.at("questions").size());
   out.counts["questions"] = total;
-  out.counts["records"] = kept;
   out.throughput = progress.Summary();
   return out;
 }

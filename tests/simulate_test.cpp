@@ -18,11 +18,11 @@
 #include "absl/strings/str_split.h"
 #include "data/jsonl_dataset.h"
 #include "simulate/prompt_template.h"
-#include "util/record_journal.h"
 #include "simulate/reply_parsers.h"
 #include "simulate/simulation.h"
 #include "simulate/text_similarity.h"
 #include "util/read_file.h"
+#include "util/record_journal.h"
 
 namespace agora {
 namespace {
