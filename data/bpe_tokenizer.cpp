@@ -158,18 +158,29 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(std::string
     if (byte_level->value("type", "") != "ByteLevel" || byte_level->value("add_prefix_space", false))
       return refuse("the ByteLevel pre-tokenizer adds a prefix space");
 
-    // Vocabulary, then added tokens (which may extend it).
-    for (const auto& [piece, id_json] : model.at("vocab").items()) {
-      const int32_t id = id_json.get<int32_t>();
-      if (id < 0) return absl::InvalidArgumentError(absl::StrCat(origin, ": negative id for token ", piece));
+    // Vocabulary, then added tokens (which may extend it). The piece table is sized by the largest id, so a
+    // crafted id of 2^31 must not reach it: ids are dense in the files tokenizers writes, and one whose ids
+    // leave more holes than it lists tokens is refused (the table stays within twice the file's entries).
+    const json& vocab = model.at("vocab");
+    const json added_tokens = j.value("added_tokens", json::array());
+    const int64_t id_limit = 2 * static_cast<int64_t>(vocab.size() + added_tokens.size());
+    auto token_id = [&](const json& id_json, const std::string& token) -> absl::StatusOr<int32_t> {
+      if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 || id_json.get<int64_t>() >= id_limit)
+        return absl::InvalidArgumentError(absl::StrCat(origin, ": token ", nlohmann::json(token).dump(), " has id ",
+                                                       id_json.dump(), "; expected an integer in [0, ", id_limit,
+                                                       ") (twice the number of vocab and added tokens)"));
+      return static_cast<int32_t>(id_json.get<int64_t>());
+    };
+    for (const auto& [piece, id_json] : vocab.items()) {
+      AGORA_ASSIGN_OR_RETURN(const int32_t id, token_id(id_json, piece));
       if (static_cast<size_t>(id) >= t->pieces_.size()) t->pieces_.resize(id + 1);
       t->pieces_[id] = piece;
       t->ids_[piece] = id;
     }
     t->special_.assign(t->pieces_.size(), false);
-    for (const json& added : j.value("added_tokens", json::array())) {
-      const int32_t id = added.at("id").get<int32_t>();
+    for (const json& added : added_tokens) {
       const std::string content = added.at("content").get<std::string>();
+      AGORA_ASSIGN_OR_RETURN(const int32_t id, token_id(added.at("id"), content));
       for (const char* option : {"single_word", "lstrip", "rstrip"})
         if (added.value(option, false)) return refuse(absl::StrCat("added token ", content, " sets ", option));
       if (static_cast<size_t>(id) >= t->pieces_.size()) {

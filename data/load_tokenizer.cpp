@@ -13,6 +13,10 @@ namespace agora {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::path& model_dir) {
   std::error_code error;
+  if (!std::filesystem::is_directory(model_dir, error))
+    return absl::NotFoundError(absl::StrCat(model_dir.string(), std::filesystem::exists(model_dir, error)
+                                                                    ? ": not a folder (expected a model folder)"
+                                                                    : ": no such model folder"));
   const std::filesystem::path sentencepiece_file = model_dir / "tokenizer.model";
   if (std::filesystem::exists(sentencepiece_file, error)) {
     AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> tokenizer,

@@ -169,6 +169,8 @@ absl::StatusOr<Record> ParseRecord(std::string_view text, RecordFormat format, c
     const size_t colon = what.find(": ", what.find("column"));
     return absl::InvalidArgumentError(absl::StrCat("expected a JSON object (invalid JSON at byte ", e.byte, ": ",
                                                    colon == std::string::npos ? what : what.substr(colon + 2), ")"));
+  } catch (const json::exception& e) {  // a number too large for a double (found by the record fuzzer)
+    return absl::InvalidArgumentError(absl::StrCat("expected a JSON object (", e.what(), ")"));
   }
   if (!record.is_object()) return absl::InvalidArgumentError(absl::StrCat("expected a JSON object", Got(record)));
   if (format == RecordFormat::kAuto) format = DetectFormat(record, fields);

@@ -39,9 +39,19 @@ class Loader : public TrainingDataLoader {
     if (format != RecordFormat::kAuto) AGORA_RETURN_IF_ERROR(CheckRecordTokenizer(format, render_, *tokenizer_));
     stats_.records = dataset_.size();
     stats_.skipped_bad_lines = dataset_.skipped_lines();
+    stats_.skipped_examples = dataset_.skipped_messages();
     std::vector<int64_t> lengths;
     for (int64_t i = 0; i < dataset_.size(); ++i) {
-      AGORA_ASSIGN_OR_RETURN(TokenizedGroup group, Tokenize(i, /*epoch=*/0));
+      absl::StatusOr<TokenizedGroup> tokenized = Tokenize(i, /*epoch=*/0);
+      // A record the chat template rejects (a role out of order, a missing response) is a bad line too.
+      if (!tokenized.ok() && options_.bad_lines == BadLinePolicy::kSkip) {
+        ++stats_.skipped_bad_lines;
+        if (stats_.skipped_examples.size() < JsonlDataset::kMaxSkippedMessages)
+          stats_.skipped_examples.emplace_back(tokenized.status().message());
+        continue;
+      }
+      if (!tokenized.ok()) return tokenized.status();
+      TokenizedGroup& group = *tokenized;
       if (group.sequences.empty()) {
         ++stats_.dropped_untrained;
         continue;
@@ -65,6 +75,7 @@ class Loader : public TrainingDataLoader {
     } else {
       for (int64_t s : order) rows_.push_back({s});
     }
+    stats_.rows = static_cast<int64_t>(rows_.size());
     const int64_t rows_per_batch = options_.batch_rows * options_.world_size;
     stats_.batches_per_epoch = (static_cast<int64_t>(rows_.size()) + rows_per_batch - 1) / rows_per_batch;
     return absl::OkStatus();

@@ -52,11 +52,13 @@ struct DataPosition {
 
 struct TrainingDataStats {
   int64_t records = 0;             // records read from the file
-  int64_t skipped_bad_lines = 0;   // malformed lines skipped (BadLinePolicy::kSkip)
+  int64_t skipped_bad_lines = 0;   // malformed lines, and records the chat template rejects, skipped (kSkip)
+  std::vector<std::string> skipped_examples;  // the first few of their messages, for the log
   int64_t truncated = 0;           // sequences cut (max_seq_len, Dromedary's source and target limits)
   int64_t dropped_untrained = 0;   // records with a sequence without trained token (after truncation), left out
   int64_t samples = 0;             // records in the epoch plans
   int64_t sequences = 0;           // their sequences (epoch 0's draw)
+  int64_t rows = 0;                // rows of an epoch: packed rows, or one sample each without packing
   int64_t batches_per_epoch = 0;   // the same on every rank
   int64_t tokens = 0;              // tokens of all sequences (after truncation; epoch 0's draw)
 };

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "models/hf_state_dict.h"
 #include "models/safetensors.h"
+#include "models/shard_index.h"
 #include "models/tensor_file.h"
 #include "util/atomic_file.h"
 #include "util/read_file.h"
@@ -26,7 +27,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr char kSingleFile[] = "model.safetensors";
-constexpr char kIndexFile[] = "model.safetensors.index.json";
 
 std::string ShapeString(absl::Span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 
@@ -36,34 +36,17 @@ struct CheckpointFiles {
   std::map<std::string, std::pair<const SafetensorsFile*, const TensorInfo*>> tensors;
 };
 
-absl::StatusOr<std::vector<fs::path>> ShardsFromIndex(const fs::path& index_path) {
-  AGORA_ASSIGN_OR_RETURN(const std::string text, ReadFile(index_path));
-  json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": expected a JSON object with a \"weight_map\" object"));
-  std::set<std::string> shard_names;
-  for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (!shard.is_string())
-      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map entry '", tensor, "' is not a file name"));
-    const std::string name = shard.get<std::string>();
-    if (name.empty() || name.find('/') != std::string::npos || name == "..")
-      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map entry '", tensor,
-                                                     "' names '", name, "', which is not a file in the same folder"));
-    shard_names.insert(name);
-  }
-  std::vector<fs::path> shards;
-  for (const std::string& name : shard_names) shards.push_back(index_path.parent_path() / name);
-  return shards;
-}
-
 absl::StatusOr<CheckpointFiles> OpenCheckpoint(const fs::path& dir) {
   std::vector<fs::path> paths;
-  if (fs::exists(dir / kIndexFile)) {
-    AGORA_ASSIGN_OR_RETURN(paths, ShardsFromIndex(dir / kIndexFile));
+  if (fs::exists(dir / kShardIndexFile)) {
+    AGORA_ASSIGN_OR_RETURN(const std::string index_text, ReadFile(dir / kShardIndexFile));
+    AGORA_ASSIGN_OR_RETURN(const std::vector<std::string> shards,
+                           ParseShardIndex(index_text, (dir / kShardIndexFile).string()));
+    for (const std::string& shard : shards) paths.push_back(dir / shard);
   } else if (fs::exists(dir / kSingleFile)) {
     paths.push_back(dir / kSingleFile);
   } else {
-    return absl::NotFoundError(absl::StrCat(dir.string(), ": no ", kSingleFile, " or ", kIndexFile,
+    return absl::NotFoundError(absl::StrCat(dir.string(), ": no ", kSingleFile, " or ", kShardIndexFile,
                                             " (only safetensors checkpoints are supported)"));
   }
   CheckpointFiles ckpt;
@@ -147,6 +130,26 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir) {
 absl::StatusOr<LoadedModel> LoadModel(const fs::path& dir, const ModelOptions& options) {
   LoadedModel loaded;
   AGORA_ASSIGN_OR_RETURN(loaded.config, LoadLlamaConfig(dir / "config.json"));
+  {
+    // Before allocating anything: a config.json that describes far more weights than the files hold (a crafted
+    // or mismatched one, hidden_size 10^12) is refused here, not by the allocator or the OOM killer. Up to twice
+    // the files' size the model is built and LoadWeights names each missing or misshapen tensor: the most a
+    // wrong config can make Agora allocate is twice the checkpoint it came with.
+    AGORA_ASSIGN_OR_RETURN(const CheckpointFiles ckpt, OpenCheckpoint(dir));
+    double stored = 0;
+    for (const auto& [name, where] : ckpt.tensors) {
+      double numel = 1;
+      for (const int64_t d : where.second->shape) numel *= static_cast<double>(d);
+      stored += numel;
+    }
+    const double described = ParameterCount(loaded.config);
+    if (described > 2 * stored)
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s describes %.4g weights (vocab_size %d, hidden_size %d, intermediate_size %d, num_hidden_layers %d), "
+          "but the checkpoint's files hold %.4g values: config.json and the weights do not belong together",
+          (dir / "config.json").string(), described, loaded.config.vocab_size, loaded.config.hidden_size,
+          loaded.config.intermediate_size, loaded.config.num_hidden_layers, stored));
+  }
   loaded.model = LlamaForCausalLM(loaded.config, options);
   AGORA_RETURN_IF_ERROR(LoadWeights(loaded.model, dir));
   loaded.model->eval();
@@ -199,10 +202,10 @@ absl::Status SaveModel(const LlamaForCausalLM& model, const fs::path& dir, const
   }
   if (shards.size() > 1) {
     json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    AGORA_RETURN_IF_ERROR(WriteStringAtomically(dir / kIndexFile, index.dump(2) + "\n"));
+    AGORA_RETURN_IF_ERROR(WriteStringAtomically(dir / kShardIndexFile, index.dump(2) + "\n"));
     fs::remove(dir / kSingleFile, ec);
   } else {
-    fs::remove(dir / kIndexFile, ec);
+    fs::remove(dir / kShardIndexFile, ec);
   }
   return absl::OkStatus();
 }

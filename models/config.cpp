@@ -64,6 +64,8 @@ absl::Status ParseRope(const json& rope, const std::string& origin, const std::s
     s.type = RopeType::kDefault;
   } else if (type == "linear") {
     s.type = RopeType::kLinear;
+    if (!rope.contains("factor"))  // transformers refuses it too; 1.0 would silently not scale
+      return Invalid(origin, absl::StrCat("'", key, "' of rope_type linear lacks 'factor'"));
   } else if (type == "llama3") {
     s.type = RopeType::kLlama3;
     for (const char* required : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
@@ -142,6 +144,8 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(std::string_view json_text, std::st
   AGORA_RETURN_IF_ERROR(ReadInt(j, origin, "num_key_value_heads", &c.num_key_value_heads));
   c.head_dim = c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0;
   AGORA_RETURN_IF_ERROR(ReadInt(j, origin, "head_dim", &c.head_dim));
+  if (j.contains("rms_norm_eps") && j["rms_norm_eps"].is_null())  // transformers' RMSNorm cannot run with None
+    return Invalid(origin, "'rms_norm_eps' is null; expected a number > 0 (e.g. 1e-5)");
   AGORA_RETURN_IF_ERROR(ReadDouble(j, origin, "rms_norm_eps", &c.rms_norm_eps));
   AGORA_RETURN_IF_ERROR(ReadDouble(j, origin, "rope_theta", &c.rope_theta));
   AGORA_RETURN_IF_ERROR(ReadInt(j, origin, "max_position_embeddings", &c.max_position_embeddings));
@@ -181,6 +185,14 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(std::string_view json_text, std::st
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::filesystem::path& config_json) {
   AGORA_ASSIGN_OR_RETURN(const std::string text, ReadFile(config_json));
   return ParseLlamaConfig(text, config_json.string());
+}
+
+double ParameterCount(const LlamaConfig& c) {
+  const double hidden = static_cast<double>(c.hidden_size), vocab = static_cast<double>(c.vocab_size);
+  const double q = static_cast<double>(c.num_attention_heads) * static_cast<double>(c.head_dim);
+  const double kv = static_cast<double>(c.num_key_value_heads) * static_cast<double>(c.head_dim);
+  const double layer = hidden * (2 * q + 2 * kv) + 3 * hidden * static_cast<double>(c.intermediate_size) + 2 * hidden;
+  return vocab * hidden * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.num_hidden_layers) * layer + hidden;
 }
 
 std::string LlamaConfigToJson(const LlamaConfig& c) {

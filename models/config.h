@@ -49,6 +49,10 @@ struct LlamaConfig {
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(std::string_view json_text, std::string_view origin);
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::filesystem::path& config_json);
 
+// The number of weights the config describes, in double precision: a crafted config.json can describe more
+// than 2^63 (hidden_size 10^12), and a loader compares this with what the checkpoint holds before allocating.
+double ParameterCount(const LlamaConfig& config);
+
 // Serialises to config.json text in transformers' layout (the parsed source's other keys preserved).
 std::string LlamaConfigToJson(const LlamaConfig& config);
 

@@ -9,13 +9,9 @@
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "models/tensor_file.h"
 #include "util/atomic_file.h"
-#include "util/read_file.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -24,7 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr char kConfigFile[] = "adapter_config.json";
 constexpr char kWeightsFile[] = "adapter_model.safetensors";
 constexpr char kPeftPrefix[] = "base_model.model.";
 
@@ -58,40 +53,7 @@ void RemoveAdapter(LinearImpl& linear) {
   linear.lora_B.reset();
 }
 
-absl::StatusOr<json> ReadJson(const fs::path& path) {
-  AGORA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
-  return j;
-}
-
 }  // namespace
-
-double LoraConfig::scaling() const {
-  return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
-}
-
-const std::vector<std::string>& LoraTargetNames() {
-  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
-  return names;
-}
-
-absl::StatusOr<std::vector<std::string>> ParseLoraTargets(const std::string& comma_separated) {
-  std::vector<std::string> targets;
-  for (absl::string_view piece : absl::StrSplit(comma_separated, ',', absl::SkipWhitespace())) {
-    std::string name(absl::StripAsciiWhitespace(piece));
-    const auto& known = LoraTargetNames();
-    if (std::find(known.begin(), known.end(), name) == known.end())
-      return absl::InvalidArgumentError(absl::StrCat("LoRA target '", name, "' is not one of ",
-                                                     absl::StrJoin(known, ", ")));
-    if (std::find(targets.begin(), targets.end(), name) != targets.end())
-      return absl::InvalidArgumentError(absl::StrCat("LoRA target '", name, "' is given twice"));
-    targets.push_back(name);
-  }
-  if (targets.empty()) return absl::InvalidArgumentError("no LoRA target given (e.g. q_proj,v_proj)");
-  return targets;
-}
 
 absl::Status AddLora(LlamaForCausalLM& model, const LoraConfig& config, at::Generator generator) {
   if (config.rank < 1) return absl::InvalidArgumentError(absl::StrCat("LoRA rank must be >= 1, got ", config.rank));
@@ -151,44 +113,7 @@ absl::Status SavePeftAdapter(const LlamaForCausalLM& model, const LoraConfig& co
       {"modules_to_save", nullptr},   {"rank_pattern", json::object()},
       {"alpha_pattern", json::object()}, {"layers_to_transform", nullptr}};
   AGORA_RETURN_IF_ERROR(SaveTensors(dir / kWeightsFile, tensors));  // with {"format": "pt"}, as PEFT writes
-  return WriteStringAtomically(dir / kConfigFile, adapter_config.dump(2) + "\n");
-}
-
-absl::StatusOr<LoraConfig> ReadPeftAdapterConfig(const fs::path& dir) {
-  const fs::path path = dir / kConfigFile;
-  AGORA_ASSIGN_OR_RETURN(json j, ReadJson(path));
-  auto where = [&](const char* key) { return absl::StrCat(path.string(), ": \"", key, "\" "); };
-  if (j.value("peft_type", "") != "LORA") return absl::InvalidArgumentError(absl::StrCat(where("peft_type"), "must be \"LORA\""));
-  // Features PEFT has and Agora does not: refuse rather than compute something else. (PEFT writes null or false
-  // for what is off.)
-  for (const char* flag : {"use_dora", "fan_in_fan_out", "lora_bias", "use_qalora", "use_bdlora"})
-    if (j.contains(flag) && j[flag].is_boolean() && j[flag].get<bool>())
-      return absl::UnimplementedError(absl::StrCat(where(flag), "true is not supported"));
-  if (j.contains("bias") && j["bias"] != "none")
-    return absl::UnimplementedError(absl::StrCat(where("bias"), "must be \"none\" (Llama has no biases)"));
-  for (const char* key : {"rank_pattern", "alpha_pattern"})
-    if (j.contains(key) && !j[key].is_null() && !j[key].empty())
-      return absl::UnimplementedError(absl::StrCat(where(key), "(per-module ranks or alphas) is not supported"));
-  for (const char* key : {"layers_to_transform", "modules_to_save", "layer_replication", "target_parameters",
-                          "trainable_token_indices", "exclude_modules"})
-    if (j.contains(key) && !j[key].is_null())
-      return absl::UnimplementedError(absl::StrCat(where(key), "is not supported"));
-  LoraConfig config;
-  try {
-    config.rank = j.at("r").get<int64_t>();
-    config.alpha = j.at("lora_alpha").get<double>();
-    config.dropout = j.value("lora_dropout", 0.0);
-    config.use_rslora = j.value("use_rslora", false);
-    const json& targets = j.at("target_modules");
-    std::string joined = targets.is_string() ? targets.get<std::string>()
-                                             : absl::StrJoin(targets.get<std::vector<std::string>>(), ",");
-    absl::StatusOr<std::vector<std::string>> parsed = ParseLoraTargets(joined);
-    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(where("target_modules"), parsed.status().message()));
-    config.targets = *parsed;
-  } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", e.what()));
-  }
-  return config;
+  return WriteStringAtomically(dir / kPeftAdapterConfigFile, adapter_config.dump(2) + "\n");
 }
 
 absl::StatusOr<LoraConfig> LoadPeftAdapter(LlamaForCausalLM& model, const fs::path& dir) {

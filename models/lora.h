@@ -21,24 +21,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "models/llama.h"
+#include "models/lora_config.h"
 
 namespace agora {
-
-struct LoraConfig {
-  int64_t rank = 8;
-  double alpha = 16;
-  double dropout = 0.0;
-  // Any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
-  std::vector<std::string> targets = {"q_proj", "v_proj"};
-  bool use_rslora = false;
-
-  double scaling() const;
-};
-
-// The projection names LoRA may target.
-const std::vector<std::string>& LoraTargetNames();
-// "q_proj,v_proj" -> {"q_proj", "v_proj"}; an unknown or repeated name, or none, is an error naming it.
-absl::StatusOr<std::vector<std::string>> ParseLoraTargets(const std::string& comma_separated);
 
 // Adds fresh adapters (PEFT's initialisation, drawn from `generator`) to every targeted projection of every
 // layer, in fp32 on the model's device, and freezes every base parameter (requires_grad false).
@@ -52,11 +37,6 @@ bool IsLoraParameterName(const std::string& name);
 // {"format": "pt"} metadata), each file atomically. `base_model` goes into base_model_name_or_path.
 absl::Status SavePeftAdapter(const LlamaForCausalLM& model, const LoraConfig& config, const std::string& base_model,
                              const std::filesystem::path& dir);
-
-// Reads adapter_config.json of a PEFT adapter folder. Refused with an error naming the file and key: a peft_type
-// other than LORA, DoRA, biases, fan_in_fan_out, per-layer rank/alpha patterns, layers_to_transform,
-// modules_to_save, or targets Agora does not have.
-absl::StatusOr<LoraConfig> ReadPeftAdapterConfig(const std::filesystem::path& dir);
 
 // Adds adapters as the folder's config says and fills them from its safetensors file (validated first: missing,
 // unexpected or misshapen tensors are errors naming the file and tensor; a failed load leaves no adapter behind).

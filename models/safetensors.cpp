@@ -396,6 +396,43 @@ absl::StatusOr<uint64_t> TensorByteSize(DType dtype, absl::Span<const int64_t> s
   return bits / 8;
 }
 
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(absl::Span<const std::byte> file, const fs::path& path) {
+  const uint64_t file_size = file.size();
+  if (file_size < kSizePrefixBytes) {
+    return FileError(absl::StatusCode::kDataLoss, path,
+                     absl::StrCat("file is ", file_size, " bytes, shorter than the 8-byte header size"));
+  }
+  const uint64_t header_size = ReadLittleEndian64(file.data());
+  if (header_size > kMaxHeaderSize) {
+    return FileError(absl::StatusCode::kInvalidArgument, path,
+                     absl::StrCat("header size ", header_size, " exceeds the format's limit of ", kMaxHeaderSize));
+  }
+  if (header_size > file_size - kSizePrefixBytes) {
+    return FileError(absl::StatusCode::kDataLoss, path,
+                     absl::StrCat("header size ", header_size, " needs ", kSizePrefixBytes + header_size,
+                                  " bytes but the file has ", file_size));
+  }
+  const std::string_view header_text(reinterpret_cast<const char*>(file.data() + kSizePrefixBytes), header_size);
+  AGORA_ASSIGN_OR_RETURN(Json header, ParseHeaderJson(path, header_text));
+
+  SafetensorsLayout layout;
+  for (const auto& [key, value] : header.items()) {
+    if (key == kMetadataKey) {
+      AGORA_ASSIGN_OR_RETURN(layout.metadata, ParseMetadata(path, value));
+    } else {
+      AGORA_ASSIGN_OR_RETURN(TensorInfo info, ParseTensorEntry(path, key, value));
+      layout.tensors.push_back(std::move(info));
+    }
+  }
+  // The reference sorts by offsets too: writers have used different orders (by name, by dtype) in the header.
+  std::sort(layout.tensors.begin(), layout.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  layout.data_offset = kSizePrefixBytes + header_size;
+  AGORA_RETURN_IF_ERROR(ValidateLayout(path, layout.tensors, file_size - layout.data_offset));
+  return layout;
+}
+
 SafetensorsFile::SafetensorsFile(fs::path path, const std::byte* mapping, size_t mapping_size)
     : path_(std::move(path)), mapping_(mapping), mapping_size_(mapping_size) {}
 
@@ -426,36 +463,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const fs:
   ::close(fd);  // the mapping keeps the file alive
   if (mapping == MAP_FAILED) return ErrnoError("cannot mmap", path, mmap_errno);
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile(path, static_cast<const std::byte*>(mapping), file_size));
-
-  const uint64_t header_size = ReadLittleEndian64(file->mapping_);
-  if (header_size > kMaxHeaderSize) {
-    return FileError(absl::StatusCode::kInvalidArgument, path,
-                     absl::StrCat("header size ", header_size, " exceeds the format's limit of ", kMaxHeaderSize));
-  }
-  if (header_size > file_size - kSizePrefixBytes) {
-    return FileError(absl::StatusCode::kDataLoss, path,
-                     absl::StrCat("header size ", header_size, " needs ", kSizePrefixBytes + header_size,
-                                  " bytes but the file has ", file_size));
-  }
-  const std::string_view header_text(reinterpret_cast<const char*>(file->mapping_ + kSizePrefixBytes), header_size);
-  AGORA_ASSIGN_OR_RETURN(Json header, ParseHeaderJson(path, header_text));
-
-  for (const auto& [key, value] : header.items()) {
-    if (key == kMetadataKey) {
-      AGORA_ASSIGN_OR_RETURN(file->metadata_, ParseMetadata(path, value));
-    } else {
-      AGORA_ASSIGN_OR_RETURN(TensorInfo info, ParseTensorEntry(path, key, value));
-      file->tensors_.push_back(std::move(info));
-    }
-  }
-  // The reference sorts by offsets too: writers have used different orders (by name, by dtype) in the header.
-  std::sort(file->tensors_.begin(), file->tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-  });
-  const uint64_t data_offset = kSizePrefixBytes + header_size;
-  AGORA_RETURN_IF_ERROR(ValidateLayout(path, file->tensors_, file_size - data_offset));
-
-  file->data_ = file->mapping_ + data_offset;
+  AGORA_ASSIGN_OR_RETURN(SafetensorsLayout layout,
+                         ParseSafetensorsLayout(absl::MakeConstSpan(file->mapping_, file_size), path));
+  file->tensors_ = std::move(layout.tensors);
+  file->metadata_ = std::move(layout.metadata);
+  file->data_ = file->mapping_ + layout.data_offset;
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_.emplace(file->tensors_[i].name, i);
   return file;
 }

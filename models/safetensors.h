@@ -69,6 +69,19 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
+// What a safetensors file's header says, validated against the file's size: tensors in data offset order, the
+// "__metadata__" map, and where the data buffer starts.
+struct SafetensorsLayout {
+  std::vector<TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+  uint64_t data_offset = 0;
+};
+
+// Parses and validates the whole layout of a safetensors file held in `file` (SafetensorsFile::Open's checks);
+// `origin` names it in messages. Everything after the header is only checked for size.
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(absl::Span<const std::byte> file,
+                                                         const std::filesystem::path& origin);
+
 class SafetensorsFile {
  public:
   // Maps `path` read-only and validates it completely, so that every accessor below is safe afterwards.

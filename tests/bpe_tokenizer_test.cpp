@@ -135,6 +135,12 @@ TEST(BpeTokenizerErrors, UnsupportedFilesAreRefusedNamingTheFile) {
            {"bad regex", [](nlohmann::json& x) { x["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(";},
             "regex does not compile"},
            {"missing byte", [](nlohmann::json& x) { x["model"]["vocab"].erase("!"); }, "lacks the byte-level token"},
+           // Found by fuzzing: a float id past int32 was cast (UB), a huge one sized the piece table.
+           {"float id", [](nlohmann::json& x) { x["model"]["vocab"]["!"] = 1e300; },
+            "token \"!\" has id 1e+300; expected an integer in [0, "},
+           {"id past the vocab", [](nlohmann::json& x) { x["added_tokens"][0]["id"] = 2147483647; },
+            "has id 2147483647; expected an integer in [0, "},
+           {"negative added id", [](nlohmann::json& x) { x["added_tokens"][0]["id"] = -5; }, "has id -5"},
        }) {
     nlohmann::json edited = j;
     c.edit(edited);
