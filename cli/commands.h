@@ -11,6 +11,7 @@ int RunExport(const std::vector<char*>& positional_args);
 int RunLaunch(int argc, char** argv);  // its own argument parsing: the rest is the ranks' command
 int RunGenerate(const std::vector<char*>& positional_args);
 int RunSimulate(const std::vector<char*>& positional_args);
+int RunTokenize(const std::vector<char*>& positional_args);
 int RunTrain(const std::vector<char*>& positional_args);
 
 }  // namespace agora::cli
