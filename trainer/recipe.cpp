@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "absl/status/status.h"
@@ -451,6 +452,29 @@ const std::vector<Field>& Fields() {
 
 // --- resolving ----------------------------------------------------------------------------------------------------
 
+// The YAML documents of a stream, counted up to two. Not YAML::LoadAll: yaml-cpp 0.7 (Debian 12's) loops there
+// forever on some invalid streams, a lone "," among them, adding a null document each turn until memory runs out
+// (jbeder/yaml-cpp#1040, fixed upstream in 0.8 by #1319; found by fuzz/recipe_fuzzer). Each document is parsed
+// once, by a handler that keeps nothing.
+int CountDocuments(const std::string& text) {
+  struct Discard : YAML::EventHandler {
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  } discard;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  int documents = 0;
+  while (documents < 2 && parser.HandleNextDocument(discard)) ++documents;
+  return documents;
+}
+
 // Builds one Recipe from defaults, then the file, then the overrides, remembering where each value came from.
 class Resolver {
  public:
@@ -458,21 +482,20 @@ class Resolver {
       : source_(std::move(source)), origin_(Fields().size()), problems_(Fields().size()) {}
 
   absl::Status ReadYaml(const std::string& text) {
-    std::vector<YAML::Node> documents;
+    YAML::Node document;
     try {
-      documents = YAML::LoadAll(text);
+      if (CountDocuments(text) > 1)
+        return absl::InvalidArgumentError(absl::StrCat(source_, ": holds more than one YAML document; a recipe is one"));
+      document = YAML::Load(text);
     } catch (const YAML::Exception& e) {
       return absl::InvalidArgumentError(
           absl::StrCat(source_, ":", e.mark.line + 1, ":", e.mark.column + 1, ": invalid YAML: ", e.msg));
     }
-    if (documents.size() > 1)
-      return absl::InvalidArgumentError(
-          absl::StrCat(source_, ": holds ", documents.size(), " YAML documents; a recipe is one"));
-    if (documents.empty() || documents[0].IsNull()) return absl::OkStatus();
-    if (!documents[0].IsMap())
-      return absl::InvalidArgumentError(absl::StrCat(source_, ":", documents[0].Mark().line + 1,
+    if (document.IsNull()) return absl::OkStatus();
+    if (!document.IsMap())
+      return absl::InvalidArgumentError(absl::StrCat(source_, ":", document.Mark().line + 1,
                                                      ": a recipe is a map of sections and keys"));
-    return ReadMap(documents[0], "");
+    return ReadMap(document, "");
   }
 
   absl::Status ApplyOverride(const std::string& text) {
@@ -526,7 +549,9 @@ class Resolver {
       if (auto [first, inserted] = lines_.emplace(key, line); !inserted)
         return absl::InvalidArgumentError(
             absl::StrCat(at, ": duplicate key '", key, "' (first set at ", source_, ":", first->second, ")"));
-      const YAML::Node& value = it->second;
+      // A copy (a node is a handle): it->second lives in a proxy that dies with this statement, so a reference
+      // to it dangles (found by ASan in the recipe fuzzer).
+      const YAML::Node value = it->second;
       if (const Field* field = FindField(key)) {
         AGORA_RETURN_IF_ERROR(Assign(*field, value, absl::StrCat(at, ": ", key)));
       } else if (std::vector<std::string> children = Children(key); !children.empty()) {
@@ -599,6 +624,12 @@ absl::StatusOr<Recipe> LoadRecipe(const std::filesystem::path& path, const std::
   std::ostringstream text;
   text << in.rdbuf();
   return ParseRecipe(text.str(), path.string(), overrides);
+}
+
+std::vector<std::pair<std::string, std::string>> RecipeValues(const Recipe& recipe) {
+  std::vector<std::pair<std::string, std::string>> values;
+  for (const Field& field : Fields()) values.emplace_back(field.key, field.format(recipe));
+  return values;
 }
 
 std::string RecipeToYaml(const Recipe& recipe) {

@@ -278,6 +278,9 @@ absl::StatusOr<Recipe> LoadRecipe(const std::filesystem::path& path, const std::
 absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::string& source_name,
                                    const std::vector<std::string>& overrides);
 
+// Every key with its value as RecipeToYaml writes it ("optimizer.lr" -> "0.0001"), in that order.
+std::vector<std::pair<std::string, std::string>> RecipeValues(const Recipe& recipe);
+
 // The resolved recipe as YAML, every key present; ParseRecipe(RecipeToYaml(r)) == r.
 std::string RecipeToYaml(const Recipe& recipe);
 

@@ -27,6 +27,7 @@
 #include "trainer/objectives/sft.h"
 #include "trainer/objectives/stable_alignment.h"
 #include "trainer/preemption.h"
+#include "trainer/resume_policy.h"
 #include "trainer/rng_state.h"
 #include "util/atomic_file.h"
 #include "util/status_macros.h"
@@ -76,17 +77,22 @@ void Describe(RunLog& log, const std::string& what, const TrainingDataOptions& o
   if (s.dropped_untrained > 0)
     log.Warning(absl::StrFormat("%s data: %d records left out: a sequence without trained token within "
                                 "data.max_seq_len", what, s.dropped_untrained));
-  if (s.skipped_bad_lines > 0)
+  if (s.skipped_bad_lines > 0) {
     log.Warning(absl::StrFormat("%s data: %d malformed lines skipped (data.on_bad_line=skip)", what,
                                 s.skipped_bad_lines));
+    for (const std::string& example : s.skipped_examples) log.Warning(absl::StrCat("  skipped ", example));
+  }
 }
 
 // Norms (and biases, should a model have them) are not decayed: shrinking a gain towards 0 is not
 // regularisation.
 bool Decays(const std::string& name) { return !absl::StrContains(name, "norm") && !absl::EndsWith(name, ".bias"); }
 
-absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe, const fs::path& checkpoints_dir) {
-  if (recipe.resume == "auto") return LatestCheckpoint(checkpoints_dir);
+// The checkpoint this run continues from, if any. resume=auto skips damaged checkpoints (sizes or CRC-32C not
+// as saved), the leader moving them aside; what it skipped is added to `damaged` for the log.
+absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe, const fs::path& checkpoints_dir,
+                                                           bool leader, std::vector<std::string>& damaged) {
+  if (recipe.resume == "auto") return LatestIntactCheckpoint(checkpoints_dir, leader, damaged);
   if (recipe.resume == "none") {
     if (std::optional<fs::path> existing = LatestCheckpoint(checkpoints_dir))
       return absl::FailedPreconditionError(absl::StrCat(
@@ -94,9 +100,33 @@ absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe,
           "; resume with resume=auto or pick a new output_dir"));
     return std::nullopt;
   }
-  if (!fs::exists(fs::path(recipe.resume) / "trainer_state.json"))
+  if (!fs::exists(fs::path(recipe.resume) / kTrainerStateFile))
     return absl::NotFoundError(absl::StrCat("resume=", recipe.resume, ": not a checkpoint folder (no trainer_state.json)"));
+  if (absl::Status verified = VerifyCheckpoint(recipe.resume); !verified.ok())
+    return absl::DataLossError(absl::StrCat("resume=", recipe.resume, ": damaged checkpoint: ", verified.message()));
   return fs::path(recipe.resume);
+}
+
+// A resumed run against the recipe its run folder holds (resume_policy.h): refused changes stop it before anything
+// is written; allowed ones are logged.
+absl::Status CheckRecipeForResume(const Recipe& recipe, const fs::path& run_dir, RunLog& log) {
+  const fs::path saved_path = run_dir / "recipe.yaml";
+  if (!fs::exists(saved_path)) return absl::OkStatus();
+  absl::StatusOr<Recipe> saved = LoadRecipe(saved_path, {});
+  if (!saved.ok()) {
+    log.Warning(absl::StrCat("cannot compare with the run's recipe: ", saved.status().message()));
+    return absl::OkStatus();
+  }
+  const ResumeChanges changes = CompareForResume(*saved, recipe);
+  if (!changes.refused.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "resuming ", run_dir.string(), " with a recipe that changes what its checkpoints mean: ",
+        DescribeChanges(changes.refused), " (", saved_path.string(),
+        " has the first values). Resume with them, or start a new run: another output_dir, or resume=none after "
+        "moving this one"));
+  if (!changes.allowed.empty())
+    log.Info(absl::StrCat("resuming with a changed recipe: ", DescribeChanges(changes.allowed)));
+  return absl::OkStatus();
 }
 
 // LoRA adapters on the loaded base model: the checkpoint's when resuming, those of lora.init_from (a PEFT
@@ -223,7 +253,9 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   fs::create_directories(run_dir / "checkpoints", ec);
   if (!leader) fs::create_directories(run_dir / "logs", ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", run_dir.string(), ": ", ec.message()));
-  AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from, CheckpointToResume(recipe, run_dir / "checkpoints"));
+  std::vector<std::string> damaged;
+  AGORA_ASSIGN_OR_RETURN(std::optional<fs::path> resume_from,
+                         CheckpointToResume(recipe, run_dir / "checkpoints", leader, damaged));
 
   // What the user sees: log.txt and the console, metrics.jsonl, TensorBoard, the resolved recipe.
   static std::FILE* const no_console = std::fopen("/dev/null", "w");  // ranks other than 0 keep to their file
@@ -231,7 +263,8 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                          leader ? RunLog::Open(run_dir / "log.txt", terminal)
                                 : RunLog::Open(run_dir / "logs" / absl::StrCat("rank_", launch->rank, ".txt"), false,
                                                no_console));
-  if (leader) AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
+  for (const std::string& why : damaged) log->Warning(absl::StrCat("skipped a damaged checkpoint: ", why));
+  if (resume_from) AGORA_RETURN_IF_ERROR(CheckRecipeForResume(recipe, run_dir, *log));
   if (launch)
     log->Info(absl::StrFormat("data parallel: rank %d of %d (local rank %d of %d), started by %s, %s backend",
                               launch->rank, launch->world_size, launch->local_rank, launch->local_world_size,
@@ -257,6 +290,14 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
     AGORA_ASSIGN_OR_RETURN(validation, TrainingDataLoader::Open(options, tokenizer));
     Describe(*log, "validation", options, validation->stats());
   }
+  // More rows a batch than the data has would make a batch of mostly empty rows, allocated all the same.
+  if (const int64_t rows = train->stats().rows, wanted = train_options.batch_rows * train_options.world_size;
+      wanted > rows)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "training.batch_size=%d%s asks for %d rows a step, but data.train gives %d rows of data.max_seq_len=%d "
+        "tokens per epoch: lower training.batch_size (or give more data)",
+        recipe.training.batch_size, train_options.world_size > 1 ? absl::StrCat(" x ", train_options.world_size, " ranks") : "",
+        wanted, rows, train_options.max_seq_len));
   const int64_t batches_per_epoch = train->stats().batches_per_epoch;
   if (batches_per_epoch < recipe.training.gradient_accumulation_steps)
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -350,6 +391,8 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   LoopParts parts{model,         objective.get(),   &optimizer,       train.get(),
                   validation.get(), leader ? &checkpoints : nullptr, log.get(), metrics.get(),
                   tensorboard.get(), data_parallel.get()};
+  // Written once everything above was checked, so a run that failed to start leaves the folder's recipe as it was.
+  if (leader) AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
   InstallPreemptionHandlers();
   return RunTrainLoop(options, parts, state);
 }

@@ -149,6 +149,13 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
   const int64_t batches_per_epoch = parts.train->stats().batches_per_epoch;
   const Clock::time_point run_start = Clock::now();
   const int64_t first_step = state.step;
+  // Run again after it finished (the final checkpoint is the one resumed from): nothing to train, and nothing to
+  // write either, so metrics.jsonl keeps one final evaluation.
+  if (first_step >= options.total_steps) {
+    parts.log->Info(absl::StrFormat("the run already finished at step %d of %d: nothing to do", first_step,
+                                    options.total_steps));
+    return LoopEnd::kFinished;
+  }
   // A fresh run measures the starting point, so the first evaluation after training has something to beat.
   if (state.step == 0 && options.eval_every_steps > 0) AGORA_RETURN_IF_ERROR(RunEval(options, parts, state));
   while (state.step < options.total_steps) {

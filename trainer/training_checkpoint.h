@@ -4,7 +4,8 @@
 //                               or, training LoRA: adapter_config.json, adapter_model.safetensors — a PEFT
 //                               adapter folder (megabytes: the frozen base model is not copied)
 //                               optimizer.safetensors      AdamW moments (+ fp32 master weights)
-//                               trainer_state.json         step, data position, RNG states, counters
+//                               trainer_state.json         step, data position, RNG states, counters, and the
+//                                                          size and CRC-32C of every other file
 // A checkpoint is written into step_N.tmp/, every file fsynced, then renamed to step_N/ and the parent fsynced:
 // the rename is the commit, so a crash at any point leaves either the complete new checkpoint or none (a
 // stale .tmp folder, removed by the next save). Nothing in a checkpoint executes code when loaded.
@@ -23,21 +24,24 @@
 #include "models/llama.h"
 #include "models/lora.h"
 #include "trainer/adamw.h"
+#include "trainer/trainer_state.h"
 
 namespace agora {
 
-struct TrainerState {
-  int64_t step = 0;               // optimizer steps completed (skipped non-finite steps included)
-  DataPosition data;              // the next micro-batch to read
-  int64_t skipped_steps = 0;      // steps dropped for a non-finite loss or gradient
-  int64_t trained_tokens = 0;     // trained (loss-carrying) tokens seen so far
-  uint64_t seed = 0;
-  int64_t world_size = 1;
-  std::map<std::string, std::string> rng_states;  // see trainer/rng_state.h
-};
-
 // The newest complete checkpoint under `checkpoints_dir`, if any.
 std::optional<std::filesystem::path> LatestCheckpoint(const std::filesystem::path& checkpoints_dir);
+
+// Checks every file of checkpoint `dir` against the size and CRC-32C its trainer_state.json recorded at save.
+// DataLoss names the file and what differs (a truncated shard, a flipped byte, a missing file).
+absl::Status VerifyCheckpoint(const std::filesystem::path& dir);
+
+// What resume=auto resumes from: the newest complete checkpoint that verifies. Each newer one that does not is
+// reported in `damaged` and, with `move_aside` (the one rank that writes), renamed to step_N.damaged: kept for
+// inspection, never resumed from or left in the way of the save of step N. nullopt when there is no complete
+// checkpoint; DataLoss when every one is damaged (then nothing is moved).
+absl::StatusOr<std::optional<std::filesystem::path>> LatestIntactCheckpoint(const std::filesystem::path& checkpoints_dir,
+                                                                            bool move_aside,
+                                                                            std::vector<std::string>& damaged);
 
 class CheckpointManager {
  public:
