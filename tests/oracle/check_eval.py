@@ -2,8 +2,9 @@
   - every answer's token ids are what sentencepiece gives (the continuation is what encoding prompt + answer adds
     after the prompt's encoding, as lm-evaluation-harness splits them);
   - every answer's log-likelihood equals transformers + PEFT's on those ids (relative error <= 1e-5);
-  - acc, acc_norm and mc2 in the results JSON equal an independent recomputation from those log-likelihoods and
-    the task files;
+  - acc, acc_norm and mc2 in the results JSON equal an independent recomputation (to 1e-9) from the task files
+    and the per-answer log-likelihoods Agora reports, each checked against transformers' above (recomputing from
+    transformers' own would let mc2, a ratio of tiny probabilities, magnify their 1e-7 differences);
   - --generate writes the base model's (adapter disabled) and the tuned model's greedy answers, as transformers'
     generate gives them.
 
@@ -95,7 +96,7 @@ def main():
         if error > BOUND:
             failures += 1
             print(f"FAIL {d['item']} {d['choice']!r}: agora {d['loglikelihood']} transformers+PEFT {want}")
-        ll[(prompt, d["choice"])] = want
+        ll[(prompt, d["choice"])] = d["loglikelihood"]  # checked against transformers+PEFT above
     print(f"{len(lines)} answers: worst relative error of the log-likelihood {worst:.2e} (bound {BOUND})")
 
     got = {t["file"]: t for t in json.load(open(results))["tasks"]}
