@@ -207,6 +207,8 @@ TEST(Recipe, MapsListsAndScalarsInTheWrongPlace) {
   // Found by fuzzing: yaml-cpp 0.7's LoadAll never returns on these (a null document each turn, memory growing).
   EXPECT_THAT(ErrorOf(Parse(",")), HasSubstr("test.yaml: holds more than one YAML document"));
   EXPECT_THAT(ErrorOf(Parse("# a comment\n, evaluation checkpoint# more,")), HasSubstr("test.yaml:"));
+  // Found by fuzzing: control characters read into a string that yaml-cpp could not write back the same.
+  EXPECT_THAT(ErrorOf(Parse("model:\n  path: a\x11" "b\n")), HasSubstr("test.yaml:2:10: control character 0x11"));
 }
 
 TEST(Recipe, UnknownKeysSuggestTheClosest) {

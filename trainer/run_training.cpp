@@ -107,9 +107,20 @@ absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe,
   return fs::path(recipe.resume);
 }
 
-// A resumed run against the recipe its run folder holds (resume_policy.h): refused changes stop it before anything
-// is written; allowed ones are logged.
-absl::Status CheckRecipeForResume(const Recipe& recipe, const fs::path& run_dir, RunLog& log) {
+// A resumed run against the checkpoint's world size and the recipe its run folder holds (resume_policy.h), before
+// anything is loaded or written: refused changes stop it; allowed ones are logged. The world size comes first: the
+// data position counts global batches of world_size shards, so another world size would read other data (and a
+// user who changed it has usually changed training.batch_size to match).
+absl::Status CheckResumeFits(const Recipe& recipe, const fs::path& run_dir, const fs::path& resume_from,
+                             int64_t world_size, RunLog& log) {
+  AGORA_ASSIGN_OR_RETURN(const std::string state_text, ReadFile(resume_from / kTrainerStateFile));
+  AGORA_ASSIGN_OR_RETURN(const TrainerState state,
+                         ParseTrainerState(state_text, (resume_from / kTrainerStateFile).string()));
+  if (state.world_size != world_size)
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s was written by a run of %d ranks; this run has %d. Resume with %d ranks (and the same "
+        "training.batch_size), or start a new run (another output_dir, or resume=none after moving it)",
+        resume_from.string(), state.world_size, world_size, state.world_size));
   const fs::path saved_path = run_dir / "recipe.yaml";
   if (!fs::exists(saved_path)) return absl::OkStatus();
   absl::StatusOr<Recipe> saved = LoadRecipe(saved_path, {});
@@ -264,7 +275,8 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                                 : RunLog::Open(run_dir / "logs" / absl::StrCat("rank_", launch->rank, ".txt"), false,
                                                no_console));
   for (const std::string& why : damaged) log->Warning(absl::StrCat("skipped a damaged checkpoint: ", why));
-  if (resume_from) AGORA_RETURN_IF_ERROR(CheckRecipeForResume(recipe, run_dir, *log));
+  const int64_t world_size = launch ? launch->world_size : 1;
+  if (resume_from) AGORA_RETURN_IF_ERROR(CheckResumeFits(recipe, run_dir, *resume_from, world_size, *log));
   if (launch)
     log->Info(absl::StrFormat("data parallel: rank %d of %d (local rank %d of %d), started by %s, %s backend",
                               launch->rank, launch->world_size, launch->local_rank, launch->local_world_size,
@@ -333,20 +345,13 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                             trained_count, lora ? "LoRA adapters in float32" : "all",
                             recipe.model.activation_checkpointing ? ", activation checkpointing" : ""));
   CheckpointManager checkpoints(run_dir / "checkpoints", recipe.checkpoint.keep_last, recipe.model.path, lora_config);
-  const int64_t world_size = launch ? launch->world_size : 1;
 
   // Where training stands.
   TrainerState state;
   state.seed = static_cast<uint64_t>(recipe.seed);
   state.world_size = world_size;
   if (resume_from) {
-    AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer));
-    // The data position counts global batches of world_size shards: another world size would read other data.
-    if (state.world_size != world_size)
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s was written by a run of %d ranks; this run has %d. Resume with %d ranks (and the same "
-          "training.batch_size), or start a new run (another output_dir, or resume=none after moving it)",
-          resume_from->string(), state.world_size, world_size, state.world_size));
+    AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer));  // its world size checked above
     AGORA_ASSIGN_OR_RETURN(std::vector<std::string> skipped, RestoreRngStates(state.rng_states));
     if (!skipped.empty())
       log->Warning(absl::StrCat("RNG states of ", absl::StrJoin(skipped, ", "), " not restored: no such device here"));
