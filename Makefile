@@ -1,8 +1,9 @@
 # The two commands of the README: `make test` and `make demo`. Each installs what is missing (tools/bootstrap.sh),
 # configures build/ once (tools/configure.sh), builds incrementally with ccache, then runs.
 JOBS ?= $(shell nproc)
+FUZZ_RUNS ?= 1000000
 
-.PHONY: all deps build test demo gpu-debs gpu-check clean
+.PHONY: all deps build fuzz-build test test-asan fuzz soak demo gpu-debs gpu-check clean
 
 all: build
 
@@ -13,8 +14,29 @@ build: deps
 	@tools/configure.sh
 	@cmake --build build -j $(JOBS)
 
-test: build
+# The suite, then the fuzz build's replay of every seed and kept regression and its short fuzz runs.
+test: build fuzz-build
 	@cd build && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@cd build/fuzz && ctest --output-on-failure -j $(JOBS)
+
+# The torch-free parsers and their libFuzzer targets, built with clang under ASan + UBSan (fuzz/).
+fuzz-build: deps
+	@BUILD_DIR=build/fuzz AGORA_CMAKE_ARGS="-DAGORA_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++" tools/configure.sh
+	@cmake --build build/fuzz -j $(JOBS)
+
+# FUZZ_RUNS executions of every fuzz target (or FUZZ_TARGETS="recipe record"), a table in build/fuzz/fuzz_report.md.
+fuzz: fuzz-build
+	@fuzz/run_all.sh build/fuzz $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+# The CPU suite built and run under AddressSanitizer + UndefinedBehaviorSanitizer, in build/asan.
+test-asan: deps
+	@BUILD_DIR=build/asan AGORA_CMAKE_ARGS="-DAGORA_SANITIZE=ON" tools/configure.sh
+	@cmake --build build/asan -j $(JOBS)
+	@cd build/asan && ctest --output-on-failure -j $(JOBS) -LE gpu $(CTEST_ARGS)
+
+# 30 minutes of the tiny recipe on the CPU with its resident memory sampled (SOAK_SECONDS to change).
+soak: build
+	@tools/soak.sh build $${SOAK_SECONDS:-1800}
 
 demo: build
 	@tools/demo.sh
