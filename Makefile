@@ -28,11 +28,14 @@ fuzz-build: deps
 fuzz: fuzz-build
 	@fuzz/run_all.sh build/fuzz $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
-# The CPU suite built and run under AddressSanitizer + UndefinedBehaviorSanitizer, in build/asan.
+# The CPU suite built and run under AddressSanitizer + UndefinedBehaviorSanitizer, in build/asan. The write-fault
+# shim is LD_PRELOADed ahead of the ASan runtime, hence verify_asan_link_order=0.
+ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=1
 test-asan: deps
 	@BUILD_DIR=build/asan AGORA_CMAKE_ARGS="-DAGORA_SANITIZE=ON" tools/configure.sh
 	@cmake --build build/asan -j $(JOBS)
-	@cd build/asan && ctest --output-on-failure -j $(JOBS) -LE gpu $(CTEST_ARGS)
+	@cd build/asan && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE gpu $(CTEST_ARGS)
 
 # 30 minutes of the tiny recipe on the CPU with its resident memory sampled (SOAK_SECONDS to change).
 soak: build

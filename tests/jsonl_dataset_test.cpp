@@ -388,6 +388,19 @@ INSTANTIATE_TEST_SUITE_P(
                     R"(expected a string field "prompt")"}),
     [](const ::testing::TestParamInfo<BadLineCase>& info) { return info.param.name; });
 
+// A download or a copy cut short: the last record ends mid-line, without its newline.
+TEST_F(JsonlDatasetTest, AFileCutMidLineNamesItsLastLine) {
+  const std::string good = R"({"prompt": "q", "response": "a"})";
+  const fs::path path = Write(good + "\n" + good + "\n" + good.substr(0, 20));
+  absl::StatusOr<JsonlDataset> stopped = JsonlDataset::Open(path);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_THAT(Text(stopped.status()), HasSubstr(Where(path, 3) + "expected a JSON object (invalid JSON at byte 21"));
+  absl::StatusOr<JsonlDataset> skipped = JsonlDataset::Open(path, RecordFormat::kAuto, {}, BadLinePolicy::kSkip);
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_EQ(skipped->size(), 2);
+  EXPECT_EQ(skipped->skipped_lines(), 1);
+}
+
 TEST_F(JsonlDatasetTest, InvalidUtf8IsAMalformedLine) {
   const fs::path path = Write(R"({"prompt": "ok", "response": "r"})" "\n"
                               "{\"prompt\": \"\xff\", \"response\": \"r\"}\n");
