@@ -83,7 +83,8 @@ TEST(ProtobufWire, TruncatedInputIsAnErrorNotACrash) {
     ASSERT_FALSE(f.ok()) << "cut at " << cut;
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
   }
-  MessageReader varint(Bytes({0x08, 0x96}));  // the varint's continuation bit runs past the end
+  const std::string unfinished = Bytes({0x08, 0x96});  // the varint's continuation bit runs past the end
+  MessageReader varint(unfinished);  // (a view: the bytes must outlive it, as ASan pointed out)
   absl::StatusOr<Field> f = varint.Next();
   ASSERT_FALSE(f.ok());
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("byte"));

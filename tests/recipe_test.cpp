@@ -209,6 +209,8 @@ TEST(Recipe, MapsListsAndScalarsInTheWrongPlace) {
   EXPECT_THAT(ErrorOf(Parse("# a comment\n, evaluation checkpoint# more,")), HasSubstr("test.yaml:"));
   // Found by fuzzing: control characters read into a string that yaml-cpp could not write back the same.
   EXPECT_THAT(ErrorOf(Parse("model:\n  path: a\x11" "b\n")), HasSubstr("test.yaml:2:10: control character 0x11"));
+  EXPECT_THAT(ErrorOf(Parse("model:\n  path: \xc3\xa9\xfc\n")), HasSubstr("test.yaml:2:10: byte 0xfc is not UTF-8"));
+  EXPECT_THAT(ErrorOf(Parse("model:\n  path: a\n", {"model.path=\xed\xa0\x80"})), HasSubstr("is not UTF-8"));
 }
 
 TEST(Recipe, UnknownKeysSuggestTheClosest) {

@@ -530,7 +530,9 @@ TEST(Scale, HundredThousandQuestionsStreamThroughTheJournal) {
   // The journal holds an index, not the records: 100k records (tens of MB of JSON) add little to the peak.
   const int64_t grown_mb = (PeakRssKb() - before) / 1024;
   std::printf("100k questions: peak resident memory grew by %lld MB\n", static_cast<long long>(grown_mb));
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine keeps freed memory resident: the bound is for real builds
   EXPECT_LT(grown_mb, 400);
+#endif
 }
 
 }  // namespace

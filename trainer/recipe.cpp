@@ -456,20 +456,43 @@ const std::vector<Field>& Fields() {
 
 // --- resolving ----------------------------------------------------------------------------------------------------
 
-// YAML admits no control characters but tab and line breaks (the spec's c-printable); yaml-cpp 0.7 reads them
-// into strings it then cannot write back the same (found by fuzz/recipe_fuzzer's round trip), so they are refused.
+// The length of the UTF-8 sequence starting at text[i] (1 for ASCII), or 0 if it is not well-formed (RFC 3629:
+// no overlong forms, no surrogates, nothing past U+10FFFF).
+size_t Utf8SequenceLength(const std::string& text, size_t i) {
+  const auto at = [&](size_t k) { return k < text.size() ? static_cast<unsigned char>(text[k]) : 0; };
+  const unsigned char lead = at(i);
+  if (lead < 0x80) return 1;
+  size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the allowed range of the second byte
+  if (lead >= 0xc2 && lead <= 0xdf) length = 2;
+  else if (lead >= 0xe0 && lead <= 0xef) length = 3, low = lead == 0xe0 ? 0xa0 : 0x80, high = lead == 0xed ? 0x9f : 0xbf;
+  else if (lead >= 0xf0 && lead <= 0xf4) length = 4, low = lead == 0xf0 ? 0x90 : 0x80, high = lead == 0xf4 ? 0x8f : 0xbf;
+  else return 0;
+  if (at(i + 1) < low || at(i + 1) > high) return 0;
+  for (size_t k = 2; k < length; ++k)
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  return length;
+}
+
+// A YAML stream is UTF-8 text without control characters but tab and line breaks (the spec's c-printable);
+// yaml-cpp 0.7 reads both kinds into strings it then cannot write back the same (found by fuzz/recipe_fuzzer's
+// round trip), so they are refused.
 absl::Status CheckPrintable(const std::string& text, const std::string& where) {
   int64_t line = 1, column = 1;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if ((byte < 0x20 && c != '\t' && c != '\n' && c != '\r') || byte == 0x7f)
+  for (size_t i = 0; i < text.size(); ++column) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if ((byte < 0x20 && byte != '\t' && byte != '\n' && byte != '\r') || byte == 0x7f)
       return absl::InvalidArgumentError(absl::StrFormat("%s:%d:%d: control character 0x%02x; YAML allows only "
                                                         "tabs and line breaks", where, line, column, byte));
-    if (c == '\n') {
+    const size_t length = Utf8SequenceLength(text, i);
+    if (length == 0)
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s:%d:%d: byte 0x%02x is not UTF-8 text", where, line, column, byte));
+    if (byte == '\n') {
       ++line;
       column = 0;
     }
-    ++column;
+    i += length;
   }
   return absl::OkStatus();
 }
