@@ -61,17 +61,17 @@ TEST(MetricsLogTest, ResumeWithoutAFileStartsOne) {
   EXPECT_EQ(Lines(ReadAll(path)).size(), 1u);
 }
 
-// A fresh run does not rewrite, but its first record still starts on a line of its own.
-TEST(MetricsLogTest, FreshRunAppendsAfterATornLine) {
+// A fresh run drops what an attempt killed before its first checkpoint wrote (found by the kill loop: the step-0
+// eval appeared twice), torn line included.
+TEST(MetricsLogTest, FreshRunDropsWhatAnAttemptWithoutCheckpointWrote) {
   const fs::path path = ScratchDir() / "metrics.jsonl";
-  std::ofstream(path) << "{\"kind\":\"train\",\"step\":1}\n{\"kind\":\"tr";
+  std::ofstream(path) << "{\"kind\":\"eval\",\"step\":0}\n{\"kind\":\"train\",\"step\":1}\n{\"kind\":\"tr";
   auto log = MetricsLog::Open(path, -1);
   ASSERT_TRUE(log.ok()) << log.status();
   ASSERT_TRUE((*log)->Write(Train(1)).ok());
   const std::vector<std::string> lines = Lines(ReadAll(path));
-  ASSERT_EQ(lines.size(), 3u);
-  EXPECT_EQ(lines[1], "{\"kind\":\"tr");
-  EXPECT_EQ(nlohmann::json::parse(lines[2]).at("step"), 1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0]).at("step"), 1);
 }
 
 TEST(MetricsLogTest, LineFormatRoundTripsDoublesAndNullsNonFinite) {

@@ -48,7 +48,7 @@ absl::Status TruncateAfter(const std::filesystem::path& path, int64_t resume_ste
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::filesystem::path& path, int64_t resume_step) {
-  if (resume_step >= 0) AGORA_RETURN_IF_ERROR(TruncateAfter(path, resume_step));
+  AGORA_RETURN_IF_ERROR(TruncateAfter(path, resume_step));
   // "a+": appends, and can read the last byte back.
   std::FILE* file = std::fopen(path.c_str(), "a+b");
   if (file == nullptr) return ErrnoError("cannot open", path, errno);

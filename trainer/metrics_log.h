@@ -27,7 +27,8 @@ class MetricsLog {
   // Opens `path` for appending, creating it if missing. When resuming from a checkpoint taken at
   // `resume_step`, the records the interrupted run wrote after that checkpoint (step > resume_step) are
   // dropped first by an atomic rewrite, as are lines that are not records (a line torn by the crash).
-  // resume_step < 0 = fresh start: existing lines are kept and appended to.
+  // resume_step < 0 = fresh start: every record already there is dropped too (an attempt killed before its first
+  // checkpoint wrote them, and this run writes them again: kept, the step-0 eval would appear twice).
   static absl::StatusOr<std::unique_ptr<MetricsLog>> Open(const std::filesystem::path& path, int64_t resume_step);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;

@@ -363,10 +363,11 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   } else {
     at::manual_seed(recipe.seed);
   }
-  // A resumed run rewrites metrics.jsonl up to its checkpoint's step, so it reads like one uninterrupted run.
+  // A resumed run rewrites metrics.jsonl up to its checkpoint's step, a fresh one drops what attempts killed before
+  // their first checkpoint wrote, so it reads like one uninterrupted run.
   std::unique_ptr<MetricsLog> metrics;
   if (leader) {
-    AGORA_ASSIGN_OR_RETURN(metrics, MetricsLog::Open(run_dir / "metrics.jsonl", state.step));
+    AGORA_ASSIGN_OR_RETURN(metrics, MetricsLog::Open(run_dir / "metrics.jsonl", resume_from ? state.step : -1));
   }
   std::unique_ptr<TensorBoardWriter> tensorboard;
   if (leader && recipe.logging.tensorboard) {
