@@ -24,23 +24,18 @@ Usage: python check_hardening.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=val
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
+
+from train_runs import log_text, read, run_dir, run_expecting
 
 STEPS = 60
 KILLS = 20
 EXTRA = []
 WALL_CLOCK_FIELDS = ("time", "tokens_per_second")
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
-
-
-def run_dir(work, name):
-    path = os.path.join(work, name)
-    shutil.rmtree(path, ignore_errors=True)
-    return path
 
 
 def command(agora, source, out, *overrides):
@@ -50,16 +45,7 @@ def command(agora, source, out, *overrides):
 
 
 def train(agora, source, out, *overrides, env=None, expect_rc=0):
-    proc = subprocess.run(command(agora, source, out, *overrides), cwd=source, env=env or ENV, capture_output=True,
-                          text=True, timeout=600)
-    if proc.returncode != expect_rc:
-        sys.exit(f"agora train exited {proc.returncode}, expected {expect_rc}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
+    return run_expecting(command(agora, source, out, *overrides), source, env or ENV, 600, expect_rc)
 
 
 def metrics(out):
@@ -95,11 +81,6 @@ def expect_same_run(reference, resumed, what):
         if read(os.path.join(ref, name)) != read(os.path.join(res, name)):
             sys.exit(f"{what}: {name} of the final checkpoint differs from the uninterrupted run's")
     print(f"{what}: {len(a)} metrics records, {', '.join(weight_files(ref))} identical bit for bit")
-
-
-def log_text(out):
-    with open(os.path.join(out, "log.txt")) as f:
-        return f.read()
 
 
 def expect_in(text, needle, what):

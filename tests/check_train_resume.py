@@ -19,20 +19,15 @@ holds adapter_model.safetensors where a full one holds model.safetensors.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
+from train_runs import log_text, read, run_dir, run_expecting
+
 STEPS = 24
 EXTRA = []  # recipe overrides from the command line, for every run
-
-
-def run_dir(work, name):
-    path = os.path.join(work, name)
-    shutil.rmtree(path, ignore_errors=True)
-    return path
 
 
 def command(agora, source, out, *overrides):
@@ -42,11 +37,7 @@ def command(agora, source, out, *overrides):
 
 
 def train(agora, source, out, *overrides, env=None, expect_rc=0):
-    proc = subprocess.run(command(agora, source, out, *overrides), cwd=source, env=env, capture_output=True,
-                          text=True, timeout=300)
-    if proc.returncode != expect_rc:
-        sys.exit(f"agora train exited {proc.returncode}, expected {expect_rc}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_expecting(command(agora, source, out, *overrides), source, env, 300, expect_rc)
 
 
 def losses(out):
@@ -64,11 +55,6 @@ def checkpoints(out):
     return sorted(os.listdir(os.path.join(out, "checkpoints")))
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def weights_file(out):
     lora = any(f.startswith("adapter_") for f in os.listdir(os.path.join(out, "checkpoints", checkpoints(out)[-1])))
     return "adapter_model.safetensors" if lora else "model.safetensors"
@@ -84,11 +70,6 @@ def expect_same_run(reference, resumed):
         if read(os.path.join(reference, final, name)) != read(os.path.join(resumed, final, name)):
             sys.exit(f"{final}/{name} differs between the straight and the resumed run")
     print(f"{len(a)} step losses identical bit for bit; final model and optimizer files identical")
-
-
-def log_text(out):
-    with open(os.path.join(out, "log.txt")) as f:
-        return f.read()
 
 
 def expect_in_log(out, text):

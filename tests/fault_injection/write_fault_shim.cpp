@@ -40,52 +40,48 @@ F Real(const char* name) {
 
 bool Writes(int flags) { return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0; }
 
+// Whether a write to fd is to fail (errno set), and the same for an open of path with flags.
+bool FailWrite(int fd) {
+  if (!FaultIs("enospc") || !FdMatches(fd)) return false;
+  errno = ENOSPC;
+  return true;
+}
+bool FailOpen(const char* path, int flags) {
+  if (!FaultIs("eacces") || !Writes(flags) || !PathMatches(path)) return false;
+  errno = EACCES;
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
 
 ssize_t write(int fd, const void* buf, size_t count) {
   static const auto real = Real<ssize_t (*)(int, const void*, size_t)>("write");
-  if (FaultIs("enospc") && FdMatches(fd)) {
-    errno = ENOSPC;
-    return -1;
-  }
-  return real(fd, buf, count);
+  return FailWrite(fd) ? -1 : real(fd, buf, count);
 }
 
 ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
   static const auto real = Real<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite");
-  if (FaultIs("enospc") && FdMatches(fd)) {
-    errno = ENOSPC;
-    return -1;
-  }
-  return real(fd, buf, count, offset);
+  return FailWrite(fd) ? -1 : real(fd, buf, count, offset);
 }
 
 int open(const char* path, int flags, ...) {
   static const auto real = Real<int (*)(const char*, int, ...)>("open");
-  va_list args;
+  va_list args;  // the mode, present when the file may be created
   va_start(args, flags);
   const mode_t mode = (flags & O_CREAT) ? va_arg(args, mode_t) : 0;
   va_end(args);
-  if (FaultIs("eacces") && Writes(flags) && PathMatches(path)) {
-    errno = EACCES;
-    return -1;
-  }
-  return real(path, flags, mode);
+  return FailOpen(path, flags) ? -1 : real(path, flags, mode);
 }
 
 int openat(int dirfd, const char* path, int flags, ...) {
   static const auto real = Real<int (*)(int, const char*, int, ...)>("openat");
-  va_list args;
+  va_list args;  // the mode, present when the file may be created
   va_start(args, flags);
   const mode_t mode = (flags & O_CREAT) ? va_arg(args, mode_t) : 0;
   va_end(args);
-  if (FaultIs("eacces") && Writes(flags) && PathMatches(path)) {
-    errno = EACCES;
-    return -1;
-  }
-  return real(dirfd, path, flags, mode);
+  return FailOpen(path, flags) ? -1 : real(dirfd, path, flags, mode);
 }
 
 }  // extern "C"
