@@ -37,9 +37,10 @@ test-asan: deps
 	@cd build/asan && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE gpu $(CTEST_ARGS)
 
-# 30 minutes of the tiny recipe on the CPU with its resident memory sampled (SOAK_SECONDS to change).
+# 30 minutes of the tiny recipe on the CPU with its resident memory sampled (SOAK_SECONDS to change; SOAK=simulate
+# soaks the tiny sandbox closed loop instead: simulate, train, eval, round after round in one process).
 soak: build
-	@tools/soak.sh build $${SOAK_SECONDS:-1800}
+	@tools/soak.sh build $${SOAK_SECONDS:-1800} $${SOAK:-train}
 
 demo: build
 	@tools/demo.sh

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -117,6 +119,12 @@ class Progress {
 };
 
 // --requests FILE --out FILE.
+// A line of the results file, a RecordJournal (util/record_journal.h) keyed by "id": a rerun skips the ids it
+// holds and cuts a torn last line.
+nlohmann::ordered_json ResultLine(const GenerationResult& result) {
+  return {{"id", result.id}, {"text", result.text}, {"tokens", result.tokens}, {"finish_reason", result.finish_reason}};
+}
+
 int AnswerRequests(Setup& setup) {
   const std::string out_path = absl::GetFlag(FLAGS_out);
   if (out_path.empty()) return Fail(absl::InvalidArgumentError("--requests needs --out RESULTS.jsonl"));

@@ -1,18 +1,36 @@
 #include "cli/generation_requests.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fstream>
+#include <limits>
+#include <set>
+#include <stdexcept>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace agora::cli {
 namespace {
 
 using nlohmann::json;
+
+// nlohmann's get<int64_t>() casts a float (1.5, 1e300) to an integer, which for large values is undefined
+// behaviour: integers are taken only from JSON integers that fit.
+int64_t Integer(const json& value) {
+  if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    throw std::invalid_argument("integer too large");
+  if (!value.is_number_integer()) throw std::invalid_argument(absl::StrCat("expected an integer, got ", value.dump()));
+  return value.get<int64_t>();
+}
+
+std::vector<int64_t> Integers(const json& value) {
+  if (!value.is_array()) throw std::invalid_argument("expected a list of integers");
+  std::vector<int64_t> out;
+  for (const json& v : value) out.push_back(Integer(v));
+  return out;
+}
 
 // The request in `j` over `defaults`; the error names the field.
 absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, RequestLine& r) {
@@ -24,22 +42,24 @@ absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, Reques
       if (key == "id") {
         if (!value.is_string() && !value.is_number_integer())
           return absl::InvalidArgumentError("id: expected a string or an integer");
-        r.id = value.is_string() ? value.get<std::string>() : std::to_string(value.get<int64_t>());
+        r.id = value.is_string() ? value.get<std::string>() : value.dump();
       } else if (key == "prompt") {
         r.prompt = value.get<std::string>();
       } else if (key == "prompt_ids") {
-        r.prompt_ids = value.get<std::vector<int64_t>>();
+        r.prompt_ids = Integers(value);
       } else if (key == "messages") {
+        if (!value.is_array() || value.empty())
+          return absl::InvalidArgumentError("messages: expected a list of {role, content}");
         Conversation c;
         for (const json& m : value)
           c.messages.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
         r.messages = std::move(c);
       } else if (key == "max_new_tokens") {
-        s.max_new_tokens = value.get<int64_t>();
+        s.max_new_tokens = Integer(value);
       } else if (key == "temperature") {
         s.temperature = value.get<double>();
       } else if (key == "top_k") {
-        s.top_k = value.get<int64_t>();
+        s.top_k = Integer(value);
       } else if (key == "top_p") {
         s.top_p = value.get<double>();
       } else if (key == "min_p") {
@@ -47,28 +67,40 @@ absl::Status ParseRequest(const json& j, const SamplingOptions& defaults, Reques
       } else if (key == "repetition_penalty") {
         s.repetition_penalty = value.get<double>();
       } else if (key == "no_repeat_ngram_size") {
-        s.no_repeat_ngram_size = value.get<int64_t>();
+        s.no_repeat_ngram_size = Integer(value);
       } else if (key == "seed") {
+        if (!value.is_number_unsigned()) return absl::InvalidArgumentError("seed: expected an integer >= 0");
         s.seed = value.get<uint64_t>();
       } else if (key == "stop") {
         s.stop_strings = value.is_string() ? std::vector<std::string>{value.get<std::string>()}
                                            : value.get<std::vector<std::string>>();
       } else if (key == "logit_bias") {
-        for (const auto& [token, bias] : value.items()) s.logit_bias.emplace_back(std::stoll(token), bias.get<double>());
+        if (!value.is_object()) return absl::InvalidArgumentError("logit_bias: expected {\"token id\": bias}");
+        for (const auto& [token, bias] : value.items()) {
+          int64_t id = 0;
+          if (!absl::SimpleAtoi(token, &id) || id < 0)
+            return absl::InvalidArgumentError(absl::StrCat("logit_bias: '", token, "' is not a token id"));
+          s.logit_bias.emplace_back(id, bias.get<double>());
+        }
       } else if (key == "adapter") {
         r.use_adapter = value.get<bool>();
       } else if (key == "choices") {
         r.choices = value.get<std::vector<std::string>>();
         if (r.choices.empty()) return absl::InvalidArgumentError("choices: expected at least one");
       } else if (key == "integer_range") {
-        const auto range = value.get<std::vector<int64_t>>();
-        if (range.size() != 2 || range[0] > range[1] || range[1] - range[0] >= 10000)
+        const std::vector<int64_t> range = Integers(value);
+        // hi - lo in unsigned arithmetic: the signed difference of [-2^63, 2^63 - 1] would overflow.
+        if (range.size() != 2 || range[0] > range[1] ||
+            static_cast<uint64_t>(range[1]) - static_cast<uint64_t>(range[0]) >= 10000)
           return absl::InvalidArgumentError("integer_range: expected [lo, hi] with lo <= hi, at most 10000 values");
-        for (int64_t v = range[0]; v <= range[1]; ++v) r.choices.push_back(std::to_string(v));
+        for (int64_t v = range[0];; ++v) {  // stops at hi itself: v <= hi would step past INT64_MAX
+          r.choices.push_back(std::to_string(v));
+          if (v == range[1]) break;
+        }
       } else {
         return absl::InvalidArgumentError(absl::StrCat("unknown field '", key, "'"));
       }
-    } catch (const std::exception& e) {  // nlohmann's type errors, std::stoll
+    } catch (const std::exception& e) {  // nlohmann's type errors, Integer's
       return absl::InvalidArgumentError(absl::StrCat(key, ": ", e.what()));
     }
   }
@@ -112,10 +144,6 @@ absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem:
     requests.push_back(std::move(r));
   }
   return requests;
-}
-
-nlohmann::ordered_json ResultLine(const GenerationResult& result) {
-  return {{"id", result.id}, {"text", result.text}, {"tokens", result.tokens}, {"finish_reason", result.finish_reason}};
 }
 
 }  // namespace agora::cli

@@ -1,8 +1,5 @@
-// `agora generate --requests in.jsonl --out out.jsonl`: the request file, and the results file that makes a run
-// resumable. A request line is {"id", "prompt" | "messages" | "prompt_ids", ...sampling fields}; a result line is
-// {"id", "text", "tokens" (the generated ids), "finish_reason"}, appended as each request finishes. A run that was
-// stopped (kill -9 included) and started again skips the ids its results file already holds, so no request is
-// answered twice.
+// `agora generate --requests in.jsonl` (and `agora eval --generate`): the request file. A request line is
+// {"id", "prompt" | "messages" | "prompt_ids", ...sampling fields}. Torch-free, so the fuzz build fuzzes it.
 #pragma once
 
 #include <cstdint>
@@ -11,11 +8,9 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
 #include "data/record_formats.h"
-#include "models/generation_engine.h"
+#include "models/sampling_options.h"
 
 namespace agora::cli {
 
@@ -35,14 +30,11 @@ struct RequestLine {
 // prompt_ids (token ids, BOS included if wanted), and optional max_new_tokens, temperature, top_k, top_p, min_p,
 // repetition_penalty, no_repeat_ngram_size, seed, stop (a string or a list), logit_bias ({"token id": bias}),
 // adapter (false: answered by the base model when --adapter is given), choices (a list of strings) and
-// integer_range ([lo, hi], at most 10000 values). An unknown field, a wrong type or a repeated id is an error
-// naming the file and line; with skip_bad_lines such lines are left out and counted in *skipped instead.
+// integer_range ([lo, hi], at most 10000 values). Integers must be JSON integers (1.5 or 1e300 is refused, not
+// cast). An unknown field, a wrong type or a repeated id is an error naming the file and line; with skip_bad_lines
+// such lines are left out and counted in *skipped instead.
 absl::StatusOr<std::vector<RequestLine>> ReadRequestLines(const std::filesystem::path& path,
                                                           const SamplingOptions& defaults, bool skip_bad_lines,
                                                           int64_t* skipped);
-
-// The results file is a RecordJournal (util/record_journal.h) keyed by "id": a rerun skips the ids it holds
-// and cuts a torn last line. A result's line.
-nlohmann::ordered_json ResultLine(const GenerationResult& result);
 
 }  // namespace agora::cli

@@ -112,6 +112,18 @@ def main():
                               "\x00\xff\xfe broken \xc3"]):
         write("tokenize_text", f"text_{i}", text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text)
 
+    requests = [
+        {"id": "q1", "prompt": "Hello", "max_new_tokens": 8, "temperature": 0.7, "top_p": 0.9, "seed": 3,
+         "stop": ["\n"], "logit_bias": {"5": -2.5}},
+        {"id": 2, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+         "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3, "adapter": False},
+        {"id": "ids", "prompt_ids": [1, 22, 333], "choices": ["yes", "no"]},
+        {"id": "rating", "prompt": "Rate 1-7:", "integer_range": [1, 7], "stop": "."}]
+    lines = "".join(json.dumps(r) + "\n" for r in requests)
+    write("generation_requests", "all_fields", b"\0" + lines.encode())
+    write("generation_requests", "bad_lines_skipped", b"\1" + (lines + "not json\n{\"id\": \"q1\", \"prompt\": \"again\"}\n"
+                                                          "{\"id\": 9, \"prompt\": \"x\", \"top_k\": 1.5}\n").encode())
+
 
 def small_bpe_tokenizer_json():
     """A byte-level BPE like Llama-3's (its split regex, ByteLevel, special tokens), trained to 300 pieces."""

@@ -73,7 +73,8 @@ std::string ListNames(const std::vector<std::string>& names) {
 
 }  // namespace
 
-absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir) {
+absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir, NonfiniteWeights nonfinite,
+                         std::vector<std::string>* nonfinite_found) {
   AGORA_ASSIGN_OR_RETURN(CheckpointFiles ckpt, OpenCheckpoint(dir));
   const LlamaConfig& config = model->config();
 
@@ -120,14 +121,24 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir) {
 
   torch::NoGradGuard no_grad;
   for (const Copy& c : copies) {
+    const absl::Span<const std::byte> bytes = c.file->Data(*c.info);
+    // Scanned right before its copy, the tensor's pages are read from disk once and found in the page cache by
+    // the copy.
+    if (const NonfiniteValues bad = CountNonfinite(bytes, c.info->dtype); bad.count > 0) {
+      const std::string what = DescribeNonfinite(c.file->path(), c.info->name, bad);
+      if (nonfinite == NonfiniteWeights::kRefuse)
+        return absl::DataLossError(
+            absl::StrCat(what, ": refusing to load it (agora train loads it anyway with model.on_nonfinite_weights=warn)"));
+      if (nonfinite_found != nullptr) nonfinite_found->push_back(what);
+    }
     // copy_ converts dtype and moves to the parameter's device one tensor at a time: peak extra memory is one
     // tensor, the mapped pages belong to the page cache, not to the process.
-    c.destination.copy_(TensorOverBytes(c.file->Data(*c.info), c.info->shape, c.dtype));
+    c.destination.copy_(TensorOverBytes(bytes, c.info->shape, c.dtype));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<LoadedModel> LoadModel(const fs::path& dir, const ModelOptions& options) {
+absl::StatusOr<LoadedModel> LoadModel(const fs::path& dir, const ModelOptions& options, NonfiniteWeights nonfinite) {
   LoadedModel loaded;
   AGORA_ASSIGN_OR_RETURN(loaded.config, LoadLlamaConfig(dir / "config.json"));
   {
@@ -151,7 +162,7 @@ absl::StatusOr<LoadedModel> LoadModel(const fs::path& dir, const ModelOptions& o
           loaded.config.intermediate_size, loaded.config.num_hidden_layers, stored));
   }
   loaded.model = LlamaForCausalLM(loaded.config, options);
-  AGORA_RETURN_IF_ERROR(LoadWeights(loaded.model, dir));
+  AGORA_RETURN_IF_ERROR(LoadWeights(loaded.model, dir, nonfinite, &loaded.nonfinite));
   loaded.model->eval();
   return loaded;
 }

@@ -6,26 +6,37 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "models/config.h"
 #include "models/llama.h"
+#include "models/nonfinite_weights.h"
 
 namespace agora {
 
 struct LoadedModel {
   LlamaConfig config;
   LlamaForCausalLM model{nullptr};
+  // With NonfiniteWeights::kWarn, one line per tensor that holds NaN or infinite values (file, tensor, count).
+  std::vector<std::string> nonfinite;
 };
 
-// Reads config.json and the weights of `dir`. Every problem is reported before any weight is copied: missing
-// and unexpected tensors, shape mismatches (both shapes), unsupported dtypes, corrupt files — each message
-// names the file and the tensor.
-absl::StatusOr<LoadedModel> LoadModel(const std::filesystem::path& dir, const ModelOptions& options);
+// Reads config.json and the weights of `dir`. Every problem of structure is reported before any weight is copied:
+// missing and unexpected tensors, shape mismatches (both shapes), unsupported dtypes, corrupt files — each message
+// names the file and the tensor. NaN or infinite values are refused (or, with kWarn, listed in `nonfinite`).
+absl::StatusOr<LoadedModel> LoadModel(const std::filesystem::path& dir, const ModelOptions& options,
+                                      NonfiniteWeights nonfinite = NonfiniteWeights::kRefuse);
 
-// Fills an existing model's parameters from the safetensors files of `dir`.
-absl::Status LoadWeights(LlamaForCausalLM& model, const std::filesystem::path& dir);
+// Fills an existing model's parameters from the safetensors files of `dir`. A problem of structure leaves the
+// model as it was. Non-finite values are found as each tensor is copied, so the files are read once: a load
+// refused for them has overwritten the tensors before the bad one (LoadModel, which builds its own model, never
+// returns such a model). With kWarn, `nonfinite` receives one line per such tensor.
+absl::Status LoadWeights(LlamaForCausalLM& model, const std::filesystem::path& dir,
+                         NonfiniteWeights nonfinite = NonfiniteWeights::kRefuse,
+                         std::vector<std::string>* nonfinite_found = nullptr);
 
 struct SaveOptions {
   // transformers' default max_shard_size ("5GB", decimal). A model larger than this is split into

@@ -61,6 +61,10 @@ absl::Status GenerationEngine::Submit(GenerationRequest request) {
     if (t < 0 || t >= vocab)
       return absl::InvalidArgumentError(
           absl::StrCat(name, ": token ", t, " is outside the vocabulary [0, ", vocab, ")"));
+  for (const auto& [t, bias] : s.logit_bias)
+    if (t < 0 || t >= vocab)
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": logit_bias token ", t, " is outside the vocabulary [0, ", vocab, ")"));
   if (!s.stop_strings.empty() && !options_.detokenize)
     return absl::InvalidArgumentError(absl::StrCat(name, ": stop strings need the engine's detokenizer"));
   auto sequence = std::make_unique<Sequence>();

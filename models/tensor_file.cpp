@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/nonfinite_weights.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -59,7 +60,12 @@ absl::StatusOr<std::map<std::string, at::Tensor>> LoadTensors(const std::filesys
     if (!dtype)
       return absl::InvalidArgumentError(absl::StrCat(path.string(), ": tensor ", info.name,
                                                      " has a dtype Agora does not load"));
-    out[info.name] = TensorOverBytes(file->Data(info), info.shape, *dtype).clone();
+    const absl::Span<const std::byte> bytes = file->Data(info);
+    // Adapters and optimizer state: Agora never saves NaN or Inf there (a non-finite step is skipped or stops the
+    // run), and one such value would spread to every weight it touches, so there is no policy to choose.
+    if (const NonfiniteValues bad = CountNonfinite(bytes, info.dtype); bad.count > 0)
+      return absl::DataLossError(absl::StrCat(DescribeNonfinite(path, info.name, bad), ": refusing to load it"));
+    out[info.name] = TensorOverBytes(bytes, info.shape, *dtype).clone();
   }
   return out;
 }

@@ -26,7 +26,7 @@ at::Tensor TensorOverBytes(absl::Span<const std::byte> bytes, const std::vector<
 
 // Writes every tensor (any device; fp32/bf16/fp16) atomically into one safetensors file.
 absl::Status SaveTensors(const std::filesystem::path& path, const std::map<std::string, at::Tensor>& tensors);
-// Every tensor of a safetensors file, copied into CPU tensors.
+// Every tensor of a safetensors file, copied into CPU tensors. A tensor holding NaN or Inf is refused, naming it.
 absl::StatusOr<std::map<std::string, at::Tensor>> LoadTensors(const std::filesystem::path& path);
 
 }  // namespace agora

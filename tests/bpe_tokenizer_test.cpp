@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "data/chat_template.h"
 #include "tests/fixture_dir.h"
 #include "util/read_file.h"
@@ -149,6 +150,24 @@ TEST(BpeTokenizerErrors, UnsupportedFilesAreRefusedNamingTheFile) {
     EXPECT_THAT(std::string(t.status().message()), HasSubstr("edited/tokenizer.json")) << c.what;
     EXPECT_THAT(std::string(t.status().message()), HasSubstr(c.message)) << c.what;
   }
+}
+
+// A special token whose id lies past config.json's vocab_size (a Llama-3 tokenizer.json beside a model cut to
+// 128000 rows): the tokenizer's size counts the added tokens, so the model load refuses it before any id is used.
+TEST(BpeTokenizerErrors, SpecialIdPastTheModelsVocabularyIsRefusedAtLoad) {
+  nlohmann::json j = ReadJson(Fixtures() / "tokenizer.json");
+  int64_t top = 0;  // the largest id the file gives
+  for (const auto& [piece, id] : j["model"]["vocab"].items()) top = std::max(top, id.get<int64_t>());
+  for (const auto& added : j["added_tokens"]) top = std::max(top, added["id"].get<int64_t>());
+  j["added_tokens"][0]["id"] = top + 10;
+  auto t = BpeTokenizer::FromJson(j.dump(), "edited/tokenizer.json");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->vocab_size(), top + 11);
+  EXPECT_TRUE(CheckTokenizerFitsModel(**t, top + 11, "model_dir").ok());
+  const absl::Status status = CheckTokenizerFitsModel(**t, top + 1, "model_dir");
+  EXPECT_EQ(std::string(status.message()),
+            absl::StrCat("model_dir: the tokenizer has ", top + 11, " pieces but config.json's vocab_size is ",
+                         top + 1, ": its ids would fall outside the model's embedding"));
 }
 
 }  // namespace

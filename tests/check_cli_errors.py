@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import sentencepiece
+import torch
+from safetensors.torch import load_file, save_file
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 failures = []
@@ -51,6 +53,38 @@ def model_copy(source, work, name, edit):
     return folder
 
 
+def poisoned_model(source, work):
+    """assets/tiny-llama with a NaN and an Inf in one weight."""
+    folder = os.path.join(work, "nan_weights")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(os.path.join(source, "assets", "tiny-llama"), folder)
+    path = os.path.join(folder, "model.safetensors")
+    tensors = load_file(path)
+    weight = tensors["model.layers.1.mlp.up_proj.weight"]
+    weight.view(-1)[37] = float("nan")
+    weight.view(-1)[4000] = float("-inf")
+    save_file(tensors, path, metadata={"format": "pt"})
+    return folder
+
+
+def poisoned_adapter(work):
+    """A PEFT LoRA adapter (rank 2 on q_proj of the tiny model's 2 layers) with one NaN."""
+    folder = os.path.join(work, "nan_adapter")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj"],
+                   "bias": "none", "task_type": "CAUSAL_LM"}, f)
+    generator = torch.Generator().manual_seed(3)
+    tensors = {}
+    for layer in range(2):
+        name = f"base_model.model.model.layers.{layer}.self_attn.q_proj"
+        tensors[f"{name}.lora_A.weight"] = torch.randn(2, 64, generator=generator)
+        tensors[f"{name}.lora_B.weight"] = torch.randn(64, 2, generator=generator)
+    tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"][5, 1] = float("nan")
+    save_file(tensors, os.path.join(folder, "adapter_model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
 def main():
     agora, source, work = sys.argv[1:4]
     os.makedirs(work, exist_ok=True)
@@ -79,6 +113,21 @@ def main():
                  "asks for 1000000 rows a step, but data.train gives")
     if os.path.exists(os.path.join(work, "run", "recipe.yaml")):
         failures.append("a run that failed to start wrote recipe.yaml")
+
+    # NaN or Inf in the weights: refused naming the file and tensor (a recipe may ask to load them anyway).
+    poisoned = poisoned_model(source, work)
+    bad_tensor = "tensor 'model.layers.1.mlp.up_proj.weight' holds 2 NaN or infinite values (the first at flat index 37)"
+    expect_error(agora, source, "NaN weights (generate)", ["generate", "--model", poisoned, "--prompt", "hi"], bad_tensor)
+    expect_error(agora, source, "NaN weights (train)", train + [f"model.path={poisoned}"], bad_tensor)
+    warned = run(agora, source, *train, f"model.path={poisoned}", "model.on_nonfinite_weights=warn",
+                 "training.max_steps=2", f"output_dir={work}/warned")
+    log = open(os.path.join(work, "warned", "log.txt")).read() if os.path.exists(os.path.join(work, "warned", "log.txt")) else ""
+    if warned.returncode != 0 or f"{bad_tensor}; loaded anyway (model.on_nonfinite_weights=warn)" not in log:
+        failures.append(f"model.on_nonfinite_weights=warn: exit {warned.returncode}, log:\n{log}\n{warned.stderr[-2000:]}")
+    else:
+        print("NaN weights with model.on_nonfinite_weights=warn: loaded, logged, the run ends (its steps skipped)")
+    expect_error(agora, source, "a NaN in a PEFT adapter", gen + ["--adapter", poisoned_adapter(work)],
+                 "lora_B.weight' holds 1 NaN or infinite value (the first at flat index 11): refusing to load it")
 
     for command in ("train", "generate", "eval", "export", "simulate", "data", "tokenize"):
         proc = run(agora, source, command, "--help")

@@ -332,6 +332,8 @@ const std::vector<Field>& Fields() {
         Plain("model.activation_checkpointing", {}, &R::model, &ModelRecipe::activation_checkpointing),
         Choice("model.attention", {AttentionBackend::kAgora, AttentionBackend::kSdpa}, AttentionBackendName,
                &R::model, &ModelRecipe::attention),
+        Choice("model.on_nonfinite_weights", {NonfiniteWeights::kRefuse, NonfiniteWeights::kWarn},
+               NonfiniteWeightsName, &R::model, &ModelRecipe::on_nonfinite_weights),
         Plain("lora.rank", AtLeast(0), &R::lora, &LoraRecipe::rank),
         Plain("lora.alpha", Positive(), &R::lora, &LoraRecipe::alpha),
         Plain("lora.dropout", {.min = 0, .max = 1, .max_exclusive = true}, &R::lora, &LoraRecipe::dropout),

@@ -14,6 +14,7 @@
 #include "data/jsonl_dataset.h"
 #include "data/record_formats.h"
 #include "models/attention_backend.h"
+#include "models/nonfinite_weights.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/nonfinite_policy.h"
 
@@ -38,6 +39,8 @@ struct ModelRecipe {
   std::string dtype = "auto";    // auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
   bool activation_checkpointing = false;
   AttentionBackend attention = AttentionBackend::kAgora;  // agora (Agora's flash kernels on CUDA) | sdpa
+  // NaN or Inf in the weights read (model.path, a full fine-tune's checkpoint): refuse | warn (load and log them)
+  NonfiniteWeights on_nonfinite_weights = NonfiniteWeights::kRefuse;
 
   bool operator==(const ModelRecipe&) const = default;
 };

@@ -16,7 +16,7 @@ bool MayChangeOnResume(const std::string& key) {
                                       "training.clip_grad_norm", "training.on_nonfinite", "optimizer.lr",
                                       "optimizer.weight_decay",  "optimizer.eps",         "resume",
                                       "device",                  "loss",                  "model.attention",
-                                      "model.activation_checkpointing"};
+                                      "model.activation_checkpointing", "model.on_nonfinite_weights"};
   for (const char* section : kSections)
     if (absl::StartsWith(key, section)) return true;
   for (const char* name : kKeys)

@@ -195,7 +195,8 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
   if (recipe.objective == ObjectiveKind::kDpo) {
     LlamaForCausalLM reference{nullptr};
     if (recipe.lora.rank == 0) {
-      AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(recipe.model.path, model_options));
+      AGORA_ASSIGN_OR_RETURN(LoadedModel loaded,
+                             LoadModel(recipe.model.path, model_options, recipe.model.on_nonfinite_weights));
       reference = loaded.model;
       for (auto& p : reference->parameters()) p.set_requires_grad(false);
       reference->eval();
@@ -320,7 +321,9 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // from model.path and its adapters next.
   const bool lora = recipe.lora.rank > 0;
   const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model.path);
-  AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options));
+  AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options, recipe.model.on_nonfinite_weights));
+  for (const std::string& what : loaded.nonfinite)
+    log->Warning(absl::StrCat(what, "; loaded anyway (model.on_nonfinite_weights=warn)"));
   LlamaForCausalLM model = loaded.model;
   log->Info(head_loss == HeadLoss::kFused
                 ? "loss: fused head + cross-entropy (kernels/loss), no [tokens, vocab] logits"
