@@ -35,7 +35,7 @@ while (($(date +%s) - start < seconds)); do
   rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
   [[ -z "$rss" ]] && { echo "soak: agora $what ended early:"; tail -n 20 "$out/agora.log"; exit 1; }
   echo -e "$(($(date +%s) - start))\t$rss" >>"$out/rss.tsv"
-  if [[ "$what" == simulate ]]; then  # keep the last two rounds' folders: the next round starts from the last
+  if [[ "$what" == simulate && -d "$out/run" ]]; then  # keep the last two rounds: the next starts from the last
     last="$(find "$out/run" -maxdepth 1 -name 'round_*' -printf '%f\n' | sed 's/round_//' | sort -n | tail -n 1)"
     for dir in "$out/run"/round_*; do
       k="${dir##*round_}"
@@ -51,7 +51,7 @@ trap - EXIT
 if [[ "$what" == train ]]; then
   done_units="$(grep -c '"step"' "$out/run/metrics.jsonl" || true) metrics records"
 else
-  done_units="$(cat "$out/rounds") closed-loop rounds"
+  done_units="$(cat "$out/rounds" 2>/dev/null || echo 0) closed-loop rounds"
 fi
 python3 - "$out" "$warmup" "$seconds" "$what" "$done_units" <<'PY'
 import json, sys
