@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "models/hf_state_dict.h"
+#include "models/quantized_weight.h"
 #include "models/safetensors.h"
 #include "models/shard_index.h"
 #include "models/tensor_file.h"
@@ -80,7 +82,8 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir, Nonfinite
 
   // Validate everything first, so a failed load leaves the model as it was.
   struct Copy {
-    at::Tensor destination;
+    at::Tensor destination;      // a parameter, or undefined when the weight is quantised into `quantized_into`
+    LinearImpl* quantized_into;  // null for parameters
     const SafetensorsFile* file;
     const TensorInfo* info;
     at::ScalarType dtype;
@@ -88,7 +91,10 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir, Nonfinite
   std::vector<Copy> copies;
   std::vector<std::string> missing;
   std::set<std::string> used;
-  for (auto& [name, param] : HfStateDict(model)) {
+  std::vector<std::tuple<std::string, at::Tensor, LinearImpl*>> wanted;  // name, parameter or quantised projection
+  for (auto& [name, param] : HfStateDict(model)) wanted.emplace_back(name, param, nullptr);
+  for (auto& [name, linear] : QuantizedProjections(model)) wanted.emplace_back(name, at::Tensor(), linear);
+  for (const auto& [name, param, linear] : wanted) {
     auto it = ckpt.tensors.find(name);
     if (it == ckpt.tensors.end()) {
       missing.push_back(name);
@@ -100,11 +106,13 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir, Nonfinite
     if (!dtype)
       return absl::InvalidArgumentError(absl::StrCat(file->path().string(), ": tensor '", name, "' has dtype ",
                                                      std::string(DTypeName(info->dtype)), "; expected F32, F16 or BF16"));
-    if (info->shape != param.sizes().vec())
+    const std::vector<int64_t> shape =
+        linear != nullptr ? std::vector<int64_t>{linear->out_features, linear->in_features} : param.sizes().vec();
+    if (info->shape != shape)
       return absl::InvalidArgumentError(absl::StrCat(file->path().string(), ": tensor '", name, "' has shape ",
                                                      ShapeString(info->shape), " but the model (config.json) expects ",
-                                                     ShapeString(param.sizes())));
-    copies.push_back({param, file, info, *dtype});
+                                                     ShapeString(shape)));
+    copies.push_back({param, linear, file, info, *dtype});
   }
   if (!missing.empty())
     return absl::NotFoundError(absl::StrCat(dir.string(), ": checkpoint lacks ", missing.size(),
@@ -131,9 +139,18 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const fs::path& dir, Nonfinite
             absl::StrCat(what, ": refusing to load it (agora train loads it anyway with model.on_nonfinite_weights=warn)"));
       if (nonfinite_found != nullptr) nonfinite_found->push_back(what);
     }
+    const at::Tensor source = TensorOverBytes(bytes, c.info->shape, c.dtype);
+    if (c.quantized_into != nullptr) {
+      // Quantised on the model's device from the dtype the file stores (as bitsandbytes quantises the weight
+      // transformers loaded): the dense tensor lives only for this step, so a 70B base never exists in bf16.
+      AGORA_ASSIGN_OR_RETURN(
+          c.quantized_into->quantized,
+          QuantizedWeight::Quantize(source.to(model->options().device), c.quantized_into->quantization, c.info->name));
+      continue;
+    }
     // copy_ converts dtype and moves to the parameter's device one tensor at a time: peak extra memory is one
     // tensor, the mapped pages belong to the page cache, not to the process.
-    c.destination.copy_(TensorOverBytes(bytes, c.info->shape, c.dtype));
+    c.destination.copy_(source);
   }
   return absl::OkStatus();
 }
@@ -172,6 +189,11 @@ absl::Status SaveModel(const LlamaForCausalLM& model, const fs::path& dir, const
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat(dir.string(), ": cannot create folder (", ec.message(), ")"));
 
+  if (const auto quantized = QuantizedProjections(model); !quantized.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot save a model whose projections are quantised (", quantized.front().first,
+        " ...): the original weights are not kept; save the LoRA adapter, or merge it into the original model "
+        "(agora export --merge)"));
   const at::ScalarType dtype = options.dtype.value_or(model->options().dtype);
   AGORA_ASSIGN_OR_RETURN(DType st_dtype, SafetensorsDType(dtype));
   std::vector<std::pair<std::string, at::Tensor>> state = HfStateDict(model);

@@ -18,4 +18,14 @@ std::vector<std::pair<std::string, at::Tensor>> HfStateDict(const LlamaForCausal
   return out;
 }
 
+std::vector<std::pair<std::string, LinearImpl*>> QuantizedProjections(const LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, LinearImpl*>> out;
+  for (const auto& item : model->named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    auto* linear = item.value()->as<LinearImpl>();
+    if (linear != nullptr && linear->quantization != BaseQuantization::kNone)
+      out.emplace_back(item.key() + ".weight", linear);
+  }
+  return out;
+}
+
 }  // namespace agora

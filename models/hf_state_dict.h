@@ -21,7 +21,12 @@ namespace agora {
 // transformers saved, and `lm_head.weight` in a tied checkpoint (it equals the embedding).
 bool IsIgnorableHfTensor(std::string_view name, const LlamaConfig& config);
 
-// HF name -> the model's parameter (the same storage, no copy).
+// HF name -> the model's parameter (the same storage, no copy). Quantised projections are not parameters and not
+// listed here.
 std::vector<std::pair<std::string, at::Tensor>> HfStateDict(const LlamaForCausalLM& model);
+
+// HF weight name ("model.layers.0.self_attn.q_proj.weight") -> the projection that stores it quantised
+// (ModelOptions::quantize_base), in module order.
+std::vector<std::pair<std::string, LinearImpl*>> QuantizedProjections(const LlamaForCausalLM& model);
 
 }  // namespace agora

@@ -7,16 +7,20 @@
 #include <ATen/ATen.h>
 
 #include "models/activation_checkpointing.h"
+#include "models/quantized_weight.h"
 #include "models/rope.h"
 
 namespace agora {
 
-LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const ModelOptions& options) {
-  weight = register_parameter("weight", at::empty({out_features, in_features}, options.tensor_options()));
+LinearImpl::LinearImpl(int64_t in, int64_t out, const ModelOptions& options)
+    : in_features(in), out_features(out), quantization(options.quantize_base) {
+  if (quantization == BaseQuantization::kNone)
+    weight = register_parameter("weight", at::empty({out_features, in_features}, options.tensor_options()));
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  at::Tensor y = at::linear(x, weight);
+  TORCH_CHECK(quantization == BaseQuantization::kNone || quantized, "a quantised projection was used before loading");
+  at::Tensor y = quantized ? QuantizedLinear(x, quantized) : at::linear(x, weight);
   if (!lora_A || !lora_enabled) return y;
   // PEFT's lora.Linear: the adapter sees the input in its own dtype; the sum returns in the base output's dtype.
   at::Tensor h = x.to(lora_A->weight.scalar_type());
@@ -131,7 +135,10 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c, const ModelOptions& options)
     : config_(c), options_(options) {
   model = register_module("model", LlamaModel(c, options));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, options));
+  ModelOptions head_options = options;  // the output projection is never quantised
+  head_options.quantize_base = BaseQuantization::kNone;
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, head_options));
 }
 
 const at::Tensor& LlamaForCausalLMImpl::head_weight() const {

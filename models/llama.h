@@ -6,7 +6,10 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
+
 #include "models/attention.h"
+#include "models/base_quantization.h"
 #include "models/config.h"
 #include "models/kv_cache.h"
 
@@ -22,16 +25,25 @@ struct ModelOptions {
   // of activations plus the layer inputs, for about one extra forward of compute). Recipe key
   // model.activation_checkpointing.
   bool activation_checkpointing = false;
+  // The decoder layers' projections (q k v o gate up down) stored quantised and frozen, the base of a QLoRA run;
+  // embeddings, norms and lm_head stay in `dtype`, as PEFT + bitsandbytes keep them. Recipe key lora.quantize_base.
+  BaseQuantization quantize_base = BaseQuantization::kNone;
   at::TensorOptions tensor_options() const { return at::TensorOptions().dtype(dtype).device(device); }
 };
 
+class QuantizedWeight;  // models/quantized_weight.h
+
 // y = x W^T, no bias (Llama has none); plus, when an adapter was added (models/lora.h), the LoRA term
-// scaling * B A dropout(x) computed as PEFT does. The seam where quantised variants plug in later.
+// scaling * B A dropout(x) computed as PEFT does. With options.quantize_base set, W is not a parameter but a
+// QuantizedWeight (models/quantized_weight.h), set when the checkpoint is loaded.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const ModelOptions& options);
   at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
+  int64_t in_features, out_features;
+  at::Tensor weight;  // undefined when quantised
+  BaseQuantization quantization = BaseQuantization::kNone;
+  std::shared_ptr<const QuantizedWeight> quantized;  // null until loaded, and when not quantised
   // LoRA: both null without an adapter. Dropout applies in training mode (train()) only.
   std::shared_ptr<LinearImpl> lora_A, lora_B;
   double lora_scaling = 0.0;

@@ -66,7 +66,7 @@ absl::Status AddLora(LlamaForCausalLM& model, const LoraConfig& config, at::Gene
   for (auto& [path, linear] : Projections(model)) {
     const std::vector<std::string>& t = config.targets;
     if (std::find(t.begin(), t.end(), ShortName(path)) == t.end()) continue;
-    const int64_t out_features = linear->weight.size(0), in_features = linear->weight.size(1);
+    const int64_t out_features = linear->out_features, in_features = linear->in_features;
     linear->lora_A = linear->register_module(
         "lora_A", std::make_shared<LinearImpl>(in_features, config.rank, adapter_options));
     linear->lora_B = linear->register_module(
@@ -181,6 +181,8 @@ void MergeLora(LlamaForCausalLM& model) {
   at::NoGradGuard no_grad;
   for (auto& [path, linear] : Projections(model)) {
     if (!linear->lora_A) continue;
+    TORCH_CHECK(!linear->quantized, path, ": cannot merge an adapter into a quantised weight; merge into the original "
+                "weights instead (agora export --merge loads them)");
     at::Tensor delta = at::matmul(linear->lora_B->weight, linear->lora_A->weight) * linear->lora_scaling;
     linear->weight.copy_((linear->weight.to(at::kFloat) + delta).to(linear->weight.scalar_type()));
     RemoveAdapter(*linear);

@@ -335,6 +335,8 @@ const std::vector<Field>& Fields() {
         Choice("model.on_nonfinite_weights", {NonfiniteWeights::kRefuse, NonfiniteWeights::kWarn},
                NonfiniteWeightsName, &R::model, &ModelRecipe::on_nonfinite_weights),
         Plain("lora.rank", AtLeast(0), &R::lora, &LoraRecipe::rank),
+        Choice("lora.quantize_base", {BaseQuantization::kNone, BaseQuantization::kNf4, BaseQuantization::kInt8},
+               BaseQuantizationName, &R::lora, &LoraRecipe::quantize_base),
         Plain("lora.alpha", Positive(), &R::lora, &LoraRecipe::alpha),
         Plain("lora.dropout", {.min = 0, .max = 1, .max_exclusive = true}, &R::lora, &LoraRecipe::dropout),
         Plain("lora.targets", NonEmpty(), &R::lora, &LoraRecipe::targets),

@@ -14,6 +14,7 @@
 #include "data/jsonl_dataset.h"
 #include "data/record_formats.h"
 #include "models/attention_backend.h"
+#include "models/base_quantization.h"
 #include "models/nonfinite_weights.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/nonfinite_policy.h"
@@ -53,6 +54,9 @@ struct LoraRecipe {
   std::string targets = "q_proj,v_proj";  // comma-separated: q_proj k_proj v_proj o_proj gate_proj ...
   bool use_rslora = false;                // scaling alpha / sqrt(rank) instead of alpha / rank
   std::string init_from;                  // a PEFT adapter folder to start from ("" = fresh adapters)
+  // The frozen base's projections: none | nf4 (QLoRA) | int8. Adapters stay fp32 and load in PEFT over the original
+  // weights, as bitsandbytes + PEFT users' do.
+  BaseQuantization quantize_base = BaseQuantization::kNone;
 
   bool operator==(const LoraRecipe&) const = default;
 };

@@ -20,6 +20,8 @@
 #include "models/checkpoint.h"
 #include "models/config.h"
 #include "models/device_options.h"
+#include "models/hf_state_dict.h"
+#include "models/quantized_weight.h"
 #include "models/lora.h"
 #include "trainer/distributed/data_parallel.h"
 #include "trainer/distributed/launch_environment.h"
@@ -252,6 +254,11 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                                              recipe.model.dtype));
   model_options.attention = recipe.model.attention;
   model_options.activation_checkpointing = recipe.model.activation_checkpointing;
+  if (recipe.lora.quantize_base != BaseQuantization::kNone && recipe.lora.rank == 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lora.quantize_base=", BaseQuantizationName(recipe.lora.quantize_base),
+        " quantises a frozen base, so it needs LoRA: set lora.rank >= 1 (full fine-tuning trains every weight)"));
+  model_options.quantize_base = recipe.lora.quantize_base;
   const HeadLoss head_loss = ResolveHeadLoss(recipe, model_options);
   std::unique_ptr<Communicator> communicator;
   if (launch) {
@@ -344,9 +351,22 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   }
   const OptimizerRecipe& o = recipe.optimizer;
   AdamW optimizer(std::move(trainable), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay});
-  log->Info(absl::StrFormat("model %s: %d parameters, %d trained (%s)%s", recipe.model.path, parameter_count,
+  std::string quantized_note;
+  if (const auto quantized = QuantizedProjections(model); !quantized.empty()) {
+    int64_t values = 0, bytes = 0;
+    for (const auto& [name, linear] : quantized) {
+      values += linear->quantized->numel();
+      bytes += linear->quantized->bytes();
+    }
+    parameter_count += values;
+    quantized_note = absl::StrFormat("; %d of them in %d projections stored %s, %.3f bytes each (%.1f MB)", values,
+                                     quantized.size(), BaseQuantizationName(recipe.lora.quantize_base),
+                                     static_cast<double>(bytes) / static_cast<double>(values), bytes / 1e6);
+  }
+  log->Info(absl::StrFormat("model %s: %d parameters, %d trained (%s)%s%s", recipe.model.path, parameter_count,
                             trained_count, lora ? "LoRA adapters in float32" : "all",
-                            recipe.model.activation_checkpointing ? ", activation checkpointing" : ""));
+                            recipe.model.activation_checkpointing ? ", activation checkpointing" : "",
+                            quantized_note));
   CheckpointManager checkpoints(run_dir / "checkpoints", recipe.checkpoint.keep_last, recipe.model.path, lora_config);
 
   // Where training stands.
