@@ -13,6 +13,7 @@ namespace agora {
 absl::StatusOr<ServingModel> LoadServingModel(const ServingSpec& spec) {
   absl::StatusOr<ModelOptions> options = ResolveModelOptions(spec.device, spec.dtype);
   if (!options.ok()) return options.status();
+  options->quantize_base = spec.quantize_base;
   ServingModel served;
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(spec.model_dir);
   if (!tokenizer.ok()) return tokenizer.status();

@@ -23,6 +23,9 @@ struct ServingSpec {
   std::string chat_template;  // "" = prompts are plain text after BOS; else llama2 | llama3 | plain | vicuna
   std::string device = "auto";
   std::string dtype = "auto";
+  // The projections stored quantised (QLoRA's base, models/quantized_weight.h); decoding then takes the fused
+  // dequantise + GEMV kernel on CUDA.
+  BaseQuantization quantize_base = BaseQuantization::kNone;
 };
 
 struct ServingModel {

@@ -24,6 +24,12 @@ namespace {
 using Json = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
+// A QLoRA loop simulates and evaluates with the base stored as it trains it: the memory that fits training fits
+// serving. (The judge model is frozen and served as it is.)
+BaseQuantization ServedQuantization(const Recipe& recipe) {
+  return recipe.lora.rank > 0 ? recipe.lora.quantize_base : BaseQuantization::kNone;
+}
+
 // What a stage runs with: a model folder and, for LoRA rounds, the adapter on it.
 struct ModelState {
   std::string model, adapter;
@@ -54,7 +60,8 @@ absl::StatusOr<SimulationOutput> Simulate(const Recipe& recipe, const ModelState
                                                           .adapter_dir = state.adapter,
                                                           .chat_template = sim.chat_template,
                                                           .device = recipe.device,
-                                                          .dtype = recipe.model.dtype});
+                                                          .dtype = recipe.model.dtype,
+                                                          .quantize_base = ServedQuantization(recipe)});
   if (!policy.ok()) return policy.status();
   auto engine_options = [&](const ServingModel& served) {
     EngineOptions o;
@@ -91,7 +98,11 @@ absl::StatusOr<SimulationOutput> Simulate(const Recipe& recipe, const ModelState
 absl::StatusOr<Json> Evaluate(const Recipe& recipe, const ModelState& state, const fs::path& path) {
   if (fs::exists(path)) return ReadJson(path);
   absl::StatusOr<ServingModel> served = LoadServingModel(
-      {.model_dir = state.model, .adapter_dir = state.adapter, .device = recipe.device, .dtype = recipe.model.dtype});
+      {.model_dir = state.model,
+       .adapter_dir = state.adapter,
+       .device = recipe.device,
+       .dtype = recipe.model.dtype,
+       .quantize_base = ServedQuantization(recipe)});
   if (!served.ok()) return served.status();
   EngineOptions options;
   options.detokenize = Detokenizer(*served);

@@ -1,12 +1,13 @@
 """A QLoRA run's adapter is an ordinary PEFT adapter: `agora train` with lora.quantize_base=nf4 on the embedded tiny
 model, then PEFT loads the checkpoint over the original (unquantised) weights, as bitsandbytes + PEFT users serve
 it: every adapter tensor arrives bit for bit, the adapted model's logits differ from the base's, and the run's log
-states the quantised storage.
+states the quantised storage. `agora generate --quantize_base nf4` then answers with the adapter over an NF4 base.
 
 Usage: python check_qlora_peft.py AGORA_BINARY SOURCE_DIR WORK_DIR
 """
 
 import os
+import subprocess
 import sys
 
 import torch
@@ -45,8 +46,18 @@ def main(agora, source, work):
     change = ((adapted - base_logits).abs().max() / base_logits.abs().max()).item()
     if not change > 1e-4:
         sys.exit(f"the adapter changes the logits by {change:.2e} only: was it loaded?")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    gen = subprocess.run([agora, "generate", "--model", tiny, "--adapter", adapter, "--quantize_base", "nf4",
+                          "--prompt", "Hello", "--max_new_tokens", "8"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    if gen.returncode != 0 or not gen.stdout.strip():
+        sys.exit(f"agora generate --quantize_base nf4 failed ({gen.returncode}):\n{gen.stdout}{gen.stderr}")
+    bad = subprocess.run([agora, "generate", "--model", tiny, "--quantize_base", "nf5", "--prompt", "Hello"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    if bad.returncode != 1 or "--quantize_base: expected none, nf4 or int8, got 'nf5'" not in bad.stderr:
+        sys.exit(f"--quantize_base nf5 was not refused clearly ({bad.returncode}):\n{bad.stderr}")
     print(f"PEFT loaded the QLoRA adapter over the bf16 base: {len(stored)} tensors bit for bit, logits moved "
-          f"{change:.3g} (relative) from the base's")
+          f"{change:.3g} (relative) from the base's; agora generate answered over an NF4 base")
 
 
 if __name__ == "__main__":

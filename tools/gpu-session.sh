@@ -12,7 +12,8 @@
 #   summary.json   per step: status, seconds, detail; tests passed/failed by name; sanitizer error counts;
 #                  GPU, driver, torch, nvcc, commit, date (rewritten after every step, so a kill leaves one)
 #   machine.txt    what the machine has (GPU, compilers, headers, tools)
-#   attention_bench.json, linear_cross_entropy_bench.json, train_step_bench.json, simulate_sandbox_bench.json
+#   attention_bench.json, linear_cross_entropy_bench.json, train_step_bench.json, simulate_sandbox_bench.json,
+#                  nf4_bench.json
 #                  the benchmarks' JSON
 #   logs.tar.gz    every step's log, the ctest JUnit file, the training run's metrics.jsonl and log.txt
 set -uo pipefail
@@ -22,7 +23,7 @@ build="${AGORA_GPU_BUILD_DIR:-$root/build-gpu}"
 deadline=$((SECONDS + ${AGORA_DEADLINE_S:-470}))
 commit="${AGORA_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
 all_steps="configure build tests attention_memcheck attention_bench loss_bench loss_memcheck attention_racecheck \
-attention_synccheck train train_step simulate"
+attention_synccheck train train_step simulate qlora_bench qlora_train"
 steps=" ${AGORA_STEPS:-$all_steps} "
 logs="$out/logs"
 mkdir -p "$out" "$logs"
@@ -104,7 +105,8 @@ fi
 step configure 120 any env BUILD_DIR="$build" AGORA_PYTHON="$python" AGORA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release \
 -DAGORA_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH=$prefix/usr -DCMAKE_BUILD_RPATH=$libdir" "$root/tools/configure.sh"
 gpu_targets="${AGORA_GPU_TARGETS:-agora flash_attention_test cross_entropy_test head_token_nll_test llama_parity_test \
-generation_test distributed_test train_loop_test attention_bench linear_cross_entropy_bench train_step_bench}"
+generation_test distributed_test train_loop_test attention_bench linear_cross_entropy_bench train_step_bench \
+nf4_cuda_test nf4_bench}"
 # shellcheck disable=SC2086
 step build "${AGORA_BUILD_TIMEOUT_S:-300}" any cmake --build "$build" --target $gpu_targets -j "$(nproc)"
 
@@ -173,6 +175,22 @@ simulate_run() {
     --modes batched --grid 10 --max_new_tokens 64 --commit "$commit" --json "$out/simulate_sandbox_bench.json"
 }
 step simulate 120 gpu simulate_run
+
+# --- QLoRA: the NF4 dequantise and GEMV kernels against HBM, then `agora train` of the 1B-shaped model on an NF4 base
+# beside the bf16 LoRA run of the train step (tokens/s and peak memory in their logs) ---------------------------------
+step qlora_bench 60 gpu stdbuf -oL "$build/benchmarks/nf4_bench" --commit "$commit" --json "$out/nf4_bench.json"
+qlora_train_run() {
+  local model=/tmp/agora-random-1b run=/tmp/agora-train-1b-qlora
+  rm -rf "$run"
+  [[ -f "$model/config.json" ]] || return 1
+  "$build/agora" train --config "$root/recipes/tiny_demo.yaml" model.path="$model" output_dir="$run" device=cuda \
+    lora.quantize_base=nf4 data.train.path="$root/assets/data/sandbox_demo/train.jsonl" \
+    data.validation.path="$root/assets/data/sandbox_demo/valid.jsonl" data.max_seq_len=2048 training.batch_size=4 \
+    training.max_steps=20 optimizer.lr=2e-4 logging.log_every_steps=5 eval.every_steps=0 checkpoint.every_steps=0 \
+    resume=none || return 1
+  cp "$run/metrics.jsonl" "$logs/qlora_train_metrics.jsonl" && cp "$run/log.txt" "$logs/qlora_train_log.txt"
+}
+step qlora_train 120 gpu qlora_train_run
 
 tar -czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
 echo "gpu-session: done in ${SECONDS}s; files in $out: $(ls "$out" | tr '\n' ' ')"
