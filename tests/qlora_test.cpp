@@ -3,6 +3,7 @@
 // cannot be done with a quantised base (saving it, merging into it) is refused.
 #include <malloc.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 
@@ -86,15 +87,20 @@ TEST_P(QloraForward, MatchesLoraOnTheDequantisedWeights) {
     loss.backward();
     return logits.detach();
   };
-  EXPECT_LE(RelativeError(loss_and_logits(quantized), loss_and_logits(dense)), 1e-5);
+  const double logits_error = RelativeError(loss_and_logits(quantized), loss_and_logits(dense));
+  EXPECT_LE(logits_error, 1e-5);
   const auto dense_adapters = LoraParameters(dense);
   const auto quantized_adapters = LoraParameters(quantized);
   ASSERT_EQ(dense_adapters.size(), quantized_adapters.size());
+  double worst_gradient = 0;
   for (size_t i = 0; i < dense_adapters.size(); ++i) {
     ASSERT_TRUE(quantized_adapters[i].second.grad().defined()) << quantized_adapters[i].first;
-    EXPECT_LE(RelativeError(quantized_adapters[i].second.grad(), dense_adapters[i].second.grad()), 1e-5)
-        << quantized_adapters[i].first;
+    const double error = RelativeError(quantized_adapters[i].second.grad(), dense_adapters[i].second.grad());
+    EXPECT_LE(error, 1e-5) << quantized_adapters[i].first;
+    worst_gradient = std::max(worst_gradient, error);
   }
+  std::printf("%s base: logits relative error %.3g, worst adapter gradient %.3g (%zu tensors)\n",
+              BaseQuantizationName(GetParam()).c_str(), logits_error, worst_gradient, dense_adapters.size());
   // The base is no parameter of the quantised model: nothing but adapters, norms and embeddings can get gradients.
   for (const auto& item : quantized->named_parameters())
     EXPECT_FALSE(item.key().ends_with("proj.weight") && !IsLoraParameterName(item.key())) << item.key();
