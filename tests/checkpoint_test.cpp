@@ -142,16 +142,10 @@ TEST(CheckpointMemory, LoadKeepsOneCopyOfTheWeights) {
     }
     ASSERT_TRUE(SaveModel(model, dir, {.dtype = at::kBFloat16}).ok());
   }
-  auto rss_anon_kb = [] {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);)
-      if (line.rfind("RssAnon:", 0) == 0) return std::stol(line.substr(8));
-    return -1L;
-  };
-  const long before = rss_anon_kb();
+  const long before = testing::RssAnonKb();
   auto loaded = LoadModel(dir, {at::kFloat, at::kCPU});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  const double grown = (rss_anon_kb() - before) * 1024.0;
+  const double grown = (testing::RssAnonKb() - before) * 1024.0;
   std::printf("parameters %.1f MB, anonymous memory grew %.1f MB\n", param_bytes / 1e6, grown / 1e6);
   EXPECT_LT(grown, 1.15 * param_bytes);
 }

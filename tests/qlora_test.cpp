@@ -4,7 +4,6 @@
 #include <malloc.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -16,20 +15,16 @@
 #include "models/hf_state_dict.h"
 #include "models/lora.h"
 #include "models/quantized_weight.h"
-#include "tests/fixture_dir.h"
+#include "tests/test_util.h"
 
 namespace agora {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using testing::RelativeError;
 
 const fs::path kTiny = fs::path(AGORA_SOURCE_DIR) / "assets" / "tiny-llama";
-
-double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
-  const at::Tensor a = actual.to(at::kDouble), e = expected.to(at::kDouble);
-  return ((a - e).abs().max() / e.abs().max()).item<double>();
-}
 
 LlamaForCausalLM Load(const fs::path& dir, BaseQuantization quantize) {
   ModelOptions options{at::kFloat, at::kCPU};
@@ -146,18 +141,12 @@ TEST(QloraStorage, LoadingQuantisedGrowsMemoryByTheCodes) {
     for (auto& p : model->parameters()) p.normal_();
     ASSERT_TRUE(SaveModel(model, dir, {.dtype = at::kBFloat16}).ok());
   }
-  auto rss_anon_kb = [] {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);)
-      if (line.rfind("RssAnon:", 0) == 0) return std::stol(line.substr(8));
-    return -1L;
-  };
   malloc_trim(0);
-  const long before = rss_anon_kb();
+  const long before = testing::RssAnonKb();
   LlamaForCausalLM model = Load(dir, BaseQuantization::kNf4);
   ASSERT_TRUE(model);
   malloc_trim(0);  // what the quantisation's temporaries left in malloc's free lists is not the model's
-  const double grown = (rss_anon_kb() - before) * 1024.0;
+  const double grown = (testing::RssAnonKb() - before) * 1024.0;
   int64_t quantized_values = 0, quantized_bytes = 0, dense_bytes = 0;
   for (const auto& [name, linear] : QuantizedProjections(model)) {
     quantized_values += linear->quantized->numel();

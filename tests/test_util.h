@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -39,6 +40,15 @@ inline std::map<std::string, at::Tensor> ReadTensors(const std::filesystem::path
 inline double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
   at::Tensor a = actual.to(at::kCPU, at::kDouble), e = expected.to(at::kCPU, at::kDouble);
   return (a - e).abs().max().item<double>() / e.abs().max().item<double>();
+}
+
+// The process's resident anonymous memory (RssAnon of /proc/self/status), in kB: what a load allocated, without the
+// page cache of mapped files.
+inline long RssAnonKb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("RssAnon:", 0) == 0) return std::stol(line.substr(8));
+  return -1L;
 }
 
 // A GPU test on a machine without one: say so where ctest's log shows it, then skip.
