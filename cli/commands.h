@@ -10,6 +10,7 @@ int RunEval(const std::vector<char*>& positional_args);
 int RunExport(const std::vector<char*>& positional_args);
 int RunLaunch(int argc, char** argv);  // its own argument parsing: the rest is the ranks' command
 int RunGenerate(const std::vector<char*>& positional_args);
+int RunMemory(const std::vector<char*>& positional_args);
 int RunSimulate(const std::vector<char*>& positional_args);
 int RunTokenize(const std::vector<char*>& positional_args);
 int RunTrain(const std::vector<char*>& positional_args);

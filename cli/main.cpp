@@ -36,6 +36,10 @@ const std::vector<Command>& Commands() {
       {"train", RunTrain,
        "  train     --config RECIPE.yaml [key=value ...]   fine-tune as the recipe says (recipes/ has examples)\n",
        {"config"}},
+      {"memory", RunMemory,
+       "  memory    --config RECIPE.yaml [--world_size N] [--model_config config.json] [key=value ...]\n"
+       "            per-GPU memory of the recipe's training step at each distributed.sharding level\n",
+       {"config", "world_size", "model_config", "gpu_memory_gib", "reserve_gib", "json"}},
       {"generate", RunGenerate,
        "  generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
        "            [--seed S] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16]\n"
