@@ -120,13 +120,16 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   if (cache != nullptr) context.mask.query_offset = cache->query_offset();
   // Checkpointing only pays where a graph is being recorded; decoding with a cache never trains.
   const bool checkpoint = options_.activation_checkpointing && at::GradMode::is_enabled() && cache == nullptr;
-  for (const auto& module : *layers) {
-    std::shared_ptr<LlamaDecoderLayerImpl> layer = std::dynamic_pointer_cast<LlamaDecoderLayerImpl>(module);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    std::shared_ptr<LlamaDecoderLayerImpl> layer = layers->ptr<LlamaDecoderLayerImpl>(i);
+    const auto index = static_cast<int64_t>(i);
+    if (layer_hooks_ != nullptr) h = layer_hooks_->Enter(index, h);
     if (checkpoint) {
       h = CheckpointedCall([layer, context](const at::Tensor& x) { return layer->forward(x, context); }, h);
     } else {
       h = layer->forward(h, context);
     }
+    if (layer_hooks_ != nullptr) h = layer_hooks_->Leave(index, h);
   }
   if (cache != nullptr) cache->Advance(input_ids.size(1));
   return norm->forward(h);

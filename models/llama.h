@@ -111,6 +111,18 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
+// What a caller may run around each decoder layer's forward: parameter sharding (trainer/distributed/
+// sharded_parameters.h) gathers a layer's weights in Enter and frees them in Leave, and ties the gathering for
+// the backward into the graph through the tensors it returns. Enter and Leave return the hidden state to go on
+// with (the input itself, or an autograd-visible alias of it). Activation checkpointing's recomputation runs
+// between them, inside the layer's backward, where the weights are gathered again.
+class LayerHooks {
+ public:
+  virtual ~LayerHooks() = default;
+  virtual at::Tensor Enter(int64_t layer, const at::Tensor& hidden) = 0;
+  virtual at::Tensor Leave(int64_t layer, const at::Tensor& hidden) = 0;
+};
+
 // The transformer body: embeddings, layers, final norm ("model." in HF names).
 class LlamaModelImpl : public torch::nn::Module {
  public:
@@ -118,6 +130,8 @@ class LlamaModelImpl : public torch::nn::Module {
   // input_ids, position_ids: [B, S] int64. Returns the final hidden states [B, S, hidden_size].
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids, const AttentionMask& mask,
                      KVCacheView* cache);
+  // Installs `hooks` (not owned; null removes them) around every decoder layer.
+  void set_layer_hooks(LayerHooks* hooks) { layer_hooks_ = hooks; }
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -126,6 +140,7 @@ class LlamaModelImpl : public torch::nn::Module {
   LlamaConfig config_;
   ModelOptions options_;
   at::Tensor inv_freq_;  // fp32, CPU; moved per forward (tiny)
+  LayerHooks* layer_hooks_ = nullptr;
 };
 TORCH_MODULE(LlamaModel);
 

@@ -40,18 +40,30 @@ void AdamW::AccumulateGradients() {
   }
 }
 
-double AdamW::GradientNorm() const {
+void AdamW::AddGradient(size_t i, const at::Tensor& gradient) {
+  at::NoGradGuard no_grad;
+  at::Tensor& g = Grad(i);
+  if (g.defined()) {
+    g.add_(gradient);
+  } else {
+    g = gradient.to(params_[i].param.scalar_type()).clone();
+  }
+}
+
+at::Tensor AdamW::GradientSquareSum() const {
   std::vector<at::Tensor> grads;
   grads.reserve(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& g = state_[i].master.defined() ? state_[i].grad32 : params_[i].param.grad();
     if (g.defined()) grads.push_back(g);
   }
-  if (grads.empty()) return 0.0;
+  if (grads.empty()) {
+    const at::Device device = params_.empty() ? at::Device(at::kCPU) : params_.front().param.device();
+    return at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+  }
   // One fused launch for every tensor's norm and one device->host copy for the step (a 7B LoRA run has about 290
   // gradient tensors: a .item() each would stall the GPU as often).
-  const at::Tensor norms = at::stack(at::_foreach_norm(grads)).to(at::kDouble);
-  return std::sqrt(norms.square().sum().item<double>());
+  return at::stack(at::_foreach_norm(grads)).to(at::kDouble).square().sum();
 }
 
 void AdamW::ScaleGradients(double factor) {

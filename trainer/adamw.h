@@ -4,6 +4,7 @@
 // no extra copies. Norms and biases get no weight decay (the caller decides per parameter).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -34,9 +35,15 @@ class AdamW {
 
   // After each micro-batch's backward: moves low-precision .grad into the fp32 accumulators.
   void AccumulateGradients();
+  // Adds `gradient` (fp32, shaped like parameter i) into parameter i's accumulated gradient: how sharded data
+  // parallelism hands over the reduced shard gradients, which autograd never sees.
+  void AddGradient(size_t i, const at::Tensor& gradient);
+  // The sum of squares of every accumulated gradient, fp64, a 0-dim tensor on the parameters' device (no host
+  // copy): a sharded run sums it over the ranks before the square root.
+  at::Tensor GradientSquareSum() const;
   // The global L2 norm of the accumulated gradients (computed in fp32 per tensor, summed in fp64); NaN or inf
   // when any gradient is not finite.
-  double GradientNorm() const;
+  double GradientNorm() const { return std::sqrt(GradientSquareSum().item<double>()); }
   // Multiplies every accumulated gradient by `factor` (global-norm clipping).
   void ScaleGradients(double factor);
   // One update at learning rate `lr` from the accumulated gradients, then clears them.

@@ -15,6 +15,7 @@
 #include "data/record_formats.h"
 #include "models/attention_backend.h"
 #include "models/base_quantization.h"
+#include "trainer/distributed/sharding_level.h"
 #include "models/nonfinite_weights.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/nonfinite_policy.h"
@@ -233,6 +234,7 @@ struct DistributedRecipe {
   std::string backend = "auto";  // auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
   double bucket_mb = 25.0;       // gradient all-reduce bucket size, MB of fp32 gradients
   int64_t timeout_s = 1800;      // a rank that never arrives, or a collective that never ends
+  ShardingLevel sharding = ShardingLevel::kNone;  // none | optimizer | gradients | parameters
 
   bool operator==(const DistributedRecipe&) const = default;
 };

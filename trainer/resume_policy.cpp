@@ -12,7 +12,7 @@ bool MayChangeOnResume(const std::string& key) {
   // Sections a run reads only as it goes (or never, in training), and single keys of that kind.
   static const char* const kSections[] = {"eval.", "checkpoint.", "logging.", "distributed.", "scheduler.",
                                           "data.validation.", "simulate.", "closed_loop."};
-  static const char* const kKeys[] = {"training.epochs",         "training.max_steps",   "training.stop_after_steps",
+  static const char* const kKeys[] = {"training.epochs",         "training.max_steps",   "training.batch_size",   "training.stop_after_steps",
                                       "training.clip_grad_norm", "training.on_nonfinite", "optimizer.lr",
                                       "optimizer.weight_decay",  "optimizer.eps",         "resume",
                                       "device",                  "loss",                  "model.attention",

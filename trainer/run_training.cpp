@@ -109,20 +109,10 @@ absl::StatusOr<std::optional<fs::path>> CheckpointToResume(const Recipe& recipe,
   return fs::path(recipe.resume);
 }
 
-// A resumed run against the checkpoint's world size and the recipe its run folder holds (resume_policy.h), before
-// anything is loaded or written: refused changes stop it; allowed ones are logged. The world size comes first: the
-// data position counts global batches of world_size shards, so another world size would read other data (and a
-// user who changed it has usually changed training.batch_size to match).
-absl::Status CheckResumeFits(const Recipe& recipe, const fs::path& run_dir, const fs::path& resume_from,
-                             int64_t world_size, RunLog& log) {
-  AGORA_ASSIGN_OR_RETURN(const std::string state_text, ReadFile(resume_from / kTrainerStateFile));
-  AGORA_ASSIGN_OR_RETURN(const TrainerState state,
-                         ParseTrainerState(state_text, (resume_from / kTrainerStateFile).string()));
-  if (state.world_size != world_size)
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s was written by a run of %d ranks; this run has %d. Resume with %d ranks (and the same "
-        "training.batch_size), or start a new run (another output_dir, or resume=none after moving it)",
-        resume_from.string(), state.world_size, world_size, state.world_size));
+// A resumed run against the recipe its run folder holds (resume_policy.h), before anything is loaded or written:
+// refused changes stop it; allowed ones are logged. Another world size (or training.batch_size) is allowed: the
+// weights and optimizer state are re-cut for it and the data position is remapped (RemapDataPosition).
+absl::Status CheckResumeFits(const Recipe& recipe, const fs::path& run_dir, RunLog& log) {
   const fs::path saved_path = run_dir / "recipe.yaml";
   if (!fs::exists(saved_path)) return absl::OkStatus();
   absl::StatusOr<Recipe> saved = LoadRecipe(saved_path, {});
@@ -139,6 +129,29 @@ absl::Status CheckResumeFits(const Recipe& recipe, const fs::path& run_dir, cons
         "moving this one"));
   if (!changes.allowed.empty())
     log.Info(absl::StrCat("resuming with a changed recipe: ", DescribeChanges(changes.allowed)));
+  return absl::OkStatus();
+}
+
+// The data position of a checkpoint saved with another global batch (another world size or batch size): the
+// rows of the epoch's order it consumed, counted in this run's global batches. The epoch's row order does not
+// depend on either, so the run goes on with the very next sample. Refused when the rows consumed are not a whole
+// number of this run's batches (the step boundaries would fall mid-batch).
+absl::Status RemapDataPosition(TrainerState& state, int64_t global_batch_rows, int64_t batches_per_epoch,
+                               const fs::path& from, RunLog& log) {
+  const int64_t saved_rows = state.global_batch_rows;
+  if (saved_rows == 0 || saved_rows == global_batch_rows) return absl::OkStatus();
+  const int64_t consumed = state.data.batch * saved_rows;
+  const DataPosition before = state.data;
+  if (consumed % global_batch_rows != 0)
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s stopped after %d rows of epoch %d, in global batches of %d rows (training.batch_size x %d ranks); this "
+        "run's global batch is %d rows, which does not divide %d. Resume with a global batch that does (e.g. %d "
+        "rows: training.batch_size x ranks)",
+        from.string(), consumed, state.data.epoch, saved_rows, state.world_size, global_batch_rows, consumed,
+        saved_rows));
+  state.data.batch = std::min(consumed / global_batch_rows, batches_per_epoch);
+  log.Info(absl::StrFormat("data position remapped from %d global batches of %d rows to %d of %d (epoch %d)",
+                           before.batch, saved_rows, state.data.batch, global_batch_rows, state.data.epoch));
   return absl::OkStatus();
 }
 
@@ -259,6 +272,11 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
         "lora.quantize_base=", BaseQuantizationName(recipe.lora.quantize_base),
         " quantises a frozen base, so it needs LoRA: set lora.rank >= 1 (full fine-tuning trains every weight)"));
   model_options.quantize_base = recipe.lora.quantize_base;
+  if (recipe.lora.quantize_base != BaseQuantization::kNone && recipe.distributed.sharding == ShardingLevel::kParameters)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "distributed.sharding=parameters does not shard a quantised base (lora.quantize_base=",
+        BaseQuantizationName(recipe.lora.quantize_base),
+        "): at 0.5 bytes a parameter it is small already; use distributed.sharding=gradients"));
   const HeadLoss head_loss = ResolveHeadLoss(recipe, model_options);
   std::unique_ptr<Communicator> communicator;
   if (launch) {
@@ -284,7 +302,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                                                no_console));
   for (const std::string& why : damaged) log->Warning(absl::StrCat("skipped a damaged checkpoint: ", why));
   const int64_t world_size = launch ? launch->world_size : 1;
-  if (resume_from) AGORA_RETURN_IF_ERROR(CheckResumeFits(recipe, run_dir, *resume_from, world_size, *log));
+  if (resume_from) AGORA_RETURN_IF_ERROR(CheckResumeFits(recipe, run_dir, *log));
   if (launch)
     log->Info(absl::StrFormat("data parallel: rank %d of %d (local rank %d of %d), started by %s, %s backend",
                               launch->rank, launch->world_size, launch->local_rank, launch->local_world_size,
@@ -305,7 +323,10 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   AGORA_ASSIGN_OR_RETURN(std::unique_ptr<TrainingDataLoader> train, TrainingDataLoader::Open(train_options, tokenizer));
   Describe(*log, "train", train_options, train->stats());
   std::unique_ptr<TrainingDataLoader> validation;
-  if (leader && !recipe.data.validation.path.empty()) {  // rank 0 evaluates the whole validation set
+  // Rank 0 evaluates the whole validation set; with sharded parameters every rank must run the forward (the
+  // layers' weights are gathered from all of them), so every rank evaluates and rank 0 records.
+  const ShardingLevel sharding = launch ? recipe.distributed.sharding : ShardingLevel::kNone;
+  if ((leader || sharding == ShardingLevel::kParameters) && !recipe.data.validation.path.empty()) {
     AGORA_ASSIGN_OR_RETURN(TrainingDataOptions options, DataOptions(recipe, recipe.data.validation, false));
     AGORA_ASSIGN_OR_RETURN(validation, TrainingDataLoader::Open(options, tokenizer));
     Describe(*log, "validation", options, validation->stats());
@@ -327,7 +348,9 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // The model: a full fine-tune resumes from its checkpoint (a complete model folder); a LoRA run loads the base
   // from model.path and its adapters next.
   const bool lora = recipe.lora.rank > 0;
-  const fs::path weights_dir = resume_from && !lora ? *resume_from : fs::path(recipe.model.path);
+  // (A checkpoint sharded at level parameters has no model files: its rank files restore the weights below.)
+  const fs::path weights_dir =
+      resume_from && !lora && HasModelWeights(*resume_from) ? *resume_from : fs::path(recipe.model.path);
   AGORA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(weights_dir, model_options, recipe.model.on_nonfinite_weights));
   for (const std::string& what : loaded.nonfinite)
     log->Warning(absl::StrCat(what, "; loaded anyway (model.on_nonfinite_weights=warn)"));
@@ -340,17 +363,38 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
     AGORA_ASSIGN_OR_RETURN(lora_config, SetUpLora(recipe, model, resume_from, *log));
   }
   std::vector<TrainableParameter> trainable;
+  std::vector<NamedParameter> named;  // what sharding lays out
   int64_t parameter_count = 0, trained_count = 0;
   for (const auto& item : model->named_parameters()) {
     at::Tensor param = item.value();
     parameter_count += param.numel();
-    if (lora && !IsLoraParameterName(item.key())) continue;  // frozen: no gradient, no optimizer state
+    const bool trained = !lora || IsLoraParameterName(item.key());  // frozen: no gradient, no optimizer state
+    named.push_back({item.key(), param, trained, Decays(item.key())});
+    if (!trained) continue;
     param.set_requires_grad(true);
     trainable.push_back({item.key(), param, Decays(item.key())});
     trained_count += param.numel();
   }
+  const bool launched = communicator != nullptr;
+  const std::unique_ptr<DataParallel> data_parallel =
+      launched ? std::make_unique<DataParallel>(std::move(communicator), *log)
+               : std::make_unique<DataParallel>(*log);  // alone
+  if (sharding != ShardingLevel::kNone) {
+    trainable = data_parallel->Shard(sharding, model, named, /*keep_adapters_whole=*/lora);
+    int64_t shard_values = 0;
+    for (const TrainableParameter& p : trainable) shard_values += p.param.numel();
+    log->Info(absl::StrFormat("distributed.sharding=%s: this rank updates %d of the %d trained values (%d groups)%s",
+                              ShardingLevelName(sharding), shard_values, trained_count, trainable.size(),
+                              sharding == ShardingLevel::kParameters
+                                  ? "; decoder layers' weights held as shards, gathered per layer"
+                                  : ""));
+  } else if (!launch && recipe.distributed.sharding != ShardingLevel::kNone) {
+    log->Info(absl::StrCat("distributed.sharding=", ShardingLevelName(recipe.distributed.sharding),
+                           " has nothing to split in a run of one process: training unsharded"));
+  }
   const OptimizerRecipe& o = recipe.optimizer;
   AdamW optimizer(std::move(trainable), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay});
+  data_parallel->Attach(optimizer, static_cast<int64_t>(recipe.distributed.bucket_mb * 1024 * 1024));
   std::string quantized_note;
   if (const auto quantized = QuantizedProjections(model); !quantized.empty()) {
     int64_t values = 0, bytes = 0;
@@ -373,8 +417,14 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   TrainerState state;
   state.seed = static_cast<uint64_t>(recipe.seed);
   state.world_size = world_size;
+  const int64_t global_batch_rows = recipe.training.batch_size * world_size;
   if (resume_from) {
-    AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer));  // its world size checked above
+    AGORA_ASSIGN_OR_RETURN(state, RestoreTrainingState(*resume_from, optimizer, data_parallel->sharded()));
+    if (state.world_size != world_size)
+      log->Info(absl::StrFormat("resuming a run of %d ranks with %d: weights and optimizer state re-cut",
+                                state.world_size, world_size));
+    AGORA_RETURN_IF_ERROR(RemapDataPosition(state, global_batch_rows, batches_per_epoch, *resume_from, *log));
+    state.world_size = world_size;
     AGORA_ASSIGN_OR_RETURN(std::vector<std::string> skipped, RestoreRngStates(state.rng_states));
     if (!skipped.empty())
       log->Warning(absl::StrCat("RNG states of ", absl::StrJoin(skipped, ", "), " not restored: no such device here"));
@@ -386,6 +436,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   } else {
     at::manual_seed(recipe.seed);
   }
+  state.global_batch_rows = global_batch_rows;
   // A resumed run rewrites metrics.jsonl up to its checkpoint's step, a fresh one drops what attempts killed before
   // their first checkpoint wrote, so it reads like one uninterrupted run.
   std::unique_ptr<MetricsLog> metrics;
@@ -403,12 +454,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
                             options.total_steps, options.gradient_accumulation_steps, recipe.training.batch_size,
                             batches_per_epoch, ScheduleKindName(options.schedule.kind), options.schedule.lr));
 
-  const bool launched = communicator != nullptr;
-  const std::unique_ptr<DataParallel> data_parallel =
-      launched ? std::make_unique<DataParallel>(std::move(communicator), optimizer,
-                                                    static_cast<int64_t>(recipe.distributed.bucket_mb * 1024 * 1024), *log)
-                   : std::make_unique<DataParallel>(*log);  // alone
-  if (launched) {
+  if (launched && sharding == ShardingLevel::kNone) {
     log->Info(absl::StrFormat("gradients are summed over %d ranks in %d buckets of up to %g MB, during the backward "
                               "of each step's last micro-batch",
                               data_parallel->world_size(), data_parallel->bucket_count(), recipe.distributed.bucket_mb));
@@ -418,7 +464,7 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   log->Info(absl::StrCat("objective ", objective->name()));
   model->train();  // LoRA dropout is active in training mode only; evaluation switches to eval() and back
   LoopParts parts{model,         objective.get(),   &optimizer,       train.get(),
-                  validation.get(), leader ? &checkpoints : nullptr, log.get(), metrics.get(),
+                  validation.get(), &checkpoints, log.get(), metrics.get(),
                   tensorboard.get(), data_parallel.get()};
   // Written once everything above was checked, so a run that failed to start leaves the folder's recipe as it was.
   if (leader) AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));

@@ -85,20 +85,24 @@ absl::Status RecordMetrics(LoopParts& parts, const std::string& kind, int64_t st
 }
 
 absl::Status SaveCheckpoint(LoopParts& parts, TrainerState& state, const std::string& why) {
-  // Data parallel: rank 0 writes, the others wait until the checkpoint is complete.
-  if (parts.checkpoints != nullptr) {
-    state.rng_states = CaptureRngStates();
-    AGORA_ASSIGN_OR_RETURN(std::filesystem::path dir, parts.checkpoints->Save(parts.model, *parts.optimizer, state));
-    parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir.string()));
-  }
-  AGORA_RETURN_IF_ERROR(parts.data_parallel->Barrier("checkpoint " + why));
+  // Data parallel: rank 0 writes (a sharded run: every rank its shards, then rank 0 commits); every rank returns
+  // once the checkpoint is complete.
+  state.rng_states = CaptureRngStates();
+  AGORA_ASSIGN_OR_RETURN(const std::optional<std::filesystem::path> dir,
+                         parts.data_parallel->SaveCheckpoint(*parts.checkpoints, parts.model, *parts.optimizer, state));
+  if (dir) parts.log->Info(absl::StrCat("checkpoint (", why, "): ", dir->string()));
   return absl::OkStatus();
 }
 
 absl::Status RunEval(const LoopOptions& options, LoopParts& parts, const TrainerState& state) {
   if (parts.validation == nullptr) return absl::OkStatus();
-  AGORA_ASSIGN_OR_RETURN(EvalResult eval, Evaluate(parts.model, *parts.objective, *parts.validation,
-                                                    options.eval_max_batches, options.device));
+  absl::StatusOr<EvalResult> evaluated;
+  try {
+    evaluated = Evaluate(parts.model, *parts.objective, *parts.validation, options.eval_max_batches, options.device);
+  } catch (const std::exception& e) {  // a sharded run's layer hooks throw when a collective fails
+    return parts.data_parallel->ErrorOr(absl::InternalError(e.what()));
+  }
+  AGORA_ASSIGN_OR_RETURN(EvalResult eval, std::move(evaluated));
   std::string extra;
   for (const auto& [name, value] : eval.metrics) absl::StrAppend(&extra, ", ", name, " ", absl::StrFormat("%.4f", value));
   parts.log->Info(absl::StrFormat("eval at step %d: loss %.4f, perplexity %.3f (%d tokens)%s", state.step, eval.loss,
@@ -180,11 +184,17 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
     at::Tensor sums;
     std::vector<std::string> names;
     for (size_t i = 0; i < micro.size(); ++i) {
-      const LossOutput out = parts.objective->Forward(parts.model, micro[i]);
-      at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
-      // Gradients are reduced over ranks during the last micro-batch's backward only.
+      LossOutput out;
+      // Gradients are reduced over ranks during the last micro-batch's backward only (sharded: every one's).
       parts.data_parallel->BeforeBackward(i + 1 == micro.size());
-      loss.backward();
+      try {
+        out = parts.objective->Forward(parts.model, micro[i]);
+        at::Tensor loss = out.loss_sum / static_cast<double>(std::max<int64_t>(denominator, 1));
+        loss.backward();
+      } catch (const std::exception& e) {
+        // A sharded run's layer hooks stop autograd by throwing when a collective fails; that error is the story.
+        return parts.data_parallel->ErrorOr(absl::InternalError(e.what()));
+      }
       AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterBackward());
       parts.optimizer->AccumulateGradients();
       AddSums(sums, out);
@@ -195,7 +205,7 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
     const at::Tensor host_sums = sums.cpu();  // the step's one device->host copy of its values
     const std::vector<std::pair<std::string, double>> objective_metrics = Metrics(names, host_sums, denominator);
     const double loss = PerUnit(host_sums, kLossSum, denominator);
-    const double grad_norm = parts.optimizer->GradientNorm();
+    AGORA_ASSIGN_OR_RETURN(const double grad_norm, parts.data_parallel->GradientNorm(*parts.optimizer));
 
     const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
     if (!finite) {
@@ -210,6 +220,7 @@ absl::StatusOr<LoopEnd> RunTrainLoop(const LoopOptions& options, LoopParts& part
       if (options.clip_grad_norm > 0.0 && grad_norm > options.clip_grad_norm)
         parts.optimizer->ScaleGradients(options.clip_grad_norm / (grad_norm + 1e-6));
       parts.optimizer->Step(lr);
+      AGORA_RETURN_IF_ERROR(parts.data_parallel->AfterStep());
     }
     ++state.step;
     state.trained_tokens += trained;

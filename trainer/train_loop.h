@@ -42,7 +42,7 @@ struct LoopParts {
   AdamW* optimizer = nullptr;
   const TrainingDataLoader* train = nullptr;
   const TrainingDataLoader* validation = nullptr;  // may be null
-  const CheckpointManager* checkpoints = nullptr;  // null on data-parallel ranks other than 0
+  const CheckpointManager* checkpoints = nullptr;  // every rank's (rank 0 writes; sharded, each its shards)
   RunLog* log = nullptr;
   MetricsLog* metrics = nullptr;                  // null on data-parallel ranks other than 0
   TensorBoardWriter* tensorboard = nullptr;  // may be null

@@ -52,6 +52,7 @@ std::string TrainerStateToJson(const TrainerState& s) {
                {"trained_tokens", s.trained_tokens},
                {"seed", s.seed},
                {"world_size", s.world_size},
+               {"global_batch_rows", s.global_batch_rows},
                {"rng_states", s.rng_states},
                {"files", files}};
   return j.dump(2) + "\n";
@@ -76,6 +77,9 @@ absl::StatusOr<TrainerState> ParseTrainerState(std::string_view json_text, const
   s.seed = seed->get<uint64_t>();
   AGORA_ASSIGN_OR_RETURN(s.world_size, Count(j, {"world_size"}, origin));
   if (s.world_size < 1) return absl::InvalidArgumentError(absl::StrCat(origin, ": \"world_size\" must be >= 1"));
+  if (j.contains("global_batch_rows")) {
+    AGORA_ASSIGN_OR_RETURN(s.global_batch_rows, Count(j, {"global_batch_rows"}, origin));
+  }
   AGORA_ASSIGN_OR_RETURN(const json* rng, Field(j, {"rng_states"}, json::value_t::object, origin));
   for (const auto& [name, value] : rng->items()) {
     if (!value.is_string())

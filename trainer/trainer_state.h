@@ -29,6 +29,10 @@ struct TrainerState {
   int64_t trained_tokens = 0;     // trained (loss-carrying) tokens seen so far
   uint64_t seed = 0;
   int64_t world_size = 1;
+  // Rows of a global batch (training.batch_size x world size) when saved: with it the data position is a count
+  // of rows of the epoch's order, which a run with another world size (or batch size) maps onto its own batches.
+  // 0 in checkpoints written before it was recorded.
+  int64_t global_batch_rows = 0;
   std::map<std::string, std::string> rng_states;  // see trainer/rng_state.h
   // The checkpoint's other files by name, as saved (empty in checkpoints written before digests were recorded).
   std::map<std::string, FileDigest> files;

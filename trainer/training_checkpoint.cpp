@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "models/checkpoint.h"
 #include "models/tensor_file.h"
+#include "trainer/distributed/sharded_checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/crc32c.h"
 #include "util/read_file.h"
@@ -154,30 +155,55 @@ CheckpointManager::CheckpointManager(fs::path checkpoints_dir, int64_t keep_last
       model_dir_(std::move(model_dir)),
       lora_(std::move(lora)) {}
 
-absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, const AdamW& optimizer,
-                                                 const TrainerState& state) const {
-  const fs::path final_dir = dir_ / StepName(state.step);
-  if (fs::exists(final_dir / kTrainerStateFile)) return final_dir;
-  const fs::path tmp = dir_ / (StepName(state.step) + ".tmp");
+bool CheckpointManager::Complete(int64_t step) const {
+  return fs::exists(dir_ / StepName(step) / kTrainerStateFile);
+}
+
+fs::path CheckpointManager::TempFolder(int64_t step) const { return dir_ / (StepName(step) + ".tmp"); }
+
+absl::Status CheckpointManager::PrepareTemp(int64_t step) const {
+  const fs::path tmp = TempFolder(step);
   AGORA_RETURN_IF_ERROR(RemoveAll(tmp));
   std::error_code ec;
   fs::create_directories(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
 
+absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, const AdamW& optimizer,
+                                                 const TrainerState& state) const {
+  if (Complete(state.step)) return dir_ / StepName(state.step);
+  AGORA_RETURN_IF_ERROR(PrepareTemp(state.step));
+  return Commit(model, &optimizer, state, /*write_weights=*/true, /*sharding_json=*/"");
+}
+
+absl::StatusOr<fs::path> CheckpointManager::CommitSharded(const LlamaForCausalLM& model, const TrainerState& state,
+                                                          const std::string& sharding_json,
+                                                          bool weights_sharded) const {
+  return Commit(model, nullptr, state, !weights_sharded, sharding_json);
+}
+
+absl::StatusOr<fs::path> CheckpointManager::Commit(const LlamaForCausalLM& model, const AdamW* optimizer,
+                                                   const TrainerState& state, bool write_weights,
+                                                   const std::string& sharding_json) const {
+  const fs::path final_dir = dir_ / StepName(state.step);
+  const fs::path tmp = TempFolder(state.step);
   if (lora_) {
     AGORA_RETURN_IF_ERROR(SavePeftAdapter(model, *lora_, model_dir_.string(), tmp));
   } else {
-    AGORA_RETURN_IF_ERROR(SaveModel(model, tmp));
+    if (write_weights) AGORA_RETURN_IF_ERROR(SaveModel(model, tmp));
     AGORA_RETURN_IF_ERROR(CopyTokenizerFiles(model_dir_, tmp));
   }
   MaybeDieForTest(state.step);
-  AGORA_RETURN_IF_ERROR(SaveTensors(tmp / kOptimizerFile, optimizer.StateTensors()));
+  if (optimizer != nullptr) AGORA_RETURN_IF_ERROR(SaveTensors(tmp / kOptimizerFile, optimizer->StateTensors()));
+  if (!sharding_json.empty()) AGORA_RETURN_IF_ERROR(WriteStringAtomically(tmp / kShardingFile, sharding_json));
   TrainerState with_digests = state;
   AGORA_ASSIGN_OR_RETURN(with_digests.files, DigestFiles(tmp));
   AGORA_RETURN_IF_ERROR(WriteStringAtomically(tmp / kTrainerStateFile, TrainerStateToJson(with_digests)));
 
   // The commit: a complete folder appears under its final name in one rename.
   AGORA_RETURN_IF_ERROR(RemoveAll(final_dir));
+  std::error_code ec;
   fs::rename(tmp, final_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp.string(), ": ", ec.message()));
   AGORA_RETURN_IF_ERROR(SyncDirectory(dir_));
@@ -190,11 +216,16 @@ absl::StatusOr<fs::path> CheckpointManager::Save(const LlamaForCausalLM& model, 
   return final_dir;
 }
 
-absl::StatusOr<TrainerState> RestoreTrainingState(const fs::path& dir, AdamW& optimizer) {
+bool HasModelWeights(const fs::path& dir) {
+  return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
+}
+
+absl::StatusOr<TrainerState> RestoreTrainingState(const fs::path& dir, AdamW& optimizer, ShardedParameters* sharded) {
   AGORA_ASSIGN_OR_RETURN(TrainerState state, ReadTrainerState(dir));
-  AGORA_ASSIGN_OR_RETURN(auto tensors, LoadTensors(dir / kOptimizerFile));
-  if (absl::Status loaded = optimizer.LoadState(tensors, state.step - state.skipped_steps); !loaded.ok())
-    return absl::Status(loaded.code(), absl::StrCat((dir / kOptimizerFile).string(), ": ", loaded.message()));
+  AGORA_ASSIGN_OR_RETURN(std::unique_ptr<SavedTrainingState> saved, SavedTrainingState::Open(dir));
+  if (absl::Status loaded = RestoreOptimizer(*saved, optimizer, sharded, state.step - state.skipped_steps);
+      !loaded.ok())
+    return absl::Status(loaded.code(), absl::StrCat(dir.string(), ": ", loaded.message()));
   return state;
 }
 

@@ -24,6 +24,7 @@
 #include "models/llama.h"
 #include "models/lora.h"
 #include "trainer/adamw.h"
+#include "trainer/distributed/sharded_parameters.h"
 #include "trainer/trainer_state.h"
 
 namespace agora {
@@ -56,7 +57,23 @@ class CheckpointManager {
   absl::StatusOr<std::filesystem::path> Save(const LlamaForCausalLM& model, const AdamW& optimizer,
                                              const TrainerState& state) const;
 
+  // A sharded save (trainer/distributed/sharded_checkpoint.h) in three moves: rank 0 prepares the step's .tmp
+  // folder, every rank writes its rank file into it, rank 0 commits with the layout in `sharding_json`. The model
+  // files are written unless `weights_sharded` (level parameters: a full fine-tune's weights exist only as
+  // shards; `agora export --checkpoint` makes them a model folder). LoRA adapters are always written whole.
+  bool Complete(int64_t step) const;
+  std::filesystem::path TempFolder(int64_t step) const;
+  absl::Status PrepareTemp(int64_t step) const;
+  absl::StatusOr<std::filesystem::path> CommitSharded(const LlamaForCausalLM& model, const TrainerState& state,
+                                                      const std::string& sharding_json, bool weights_sharded) const;
+
  private:
+  // Writes the model (or adapter) files, then `optimizer` (null: its state is in the rank files), the digests and
+  // trainer_state.json into the prepared .tmp folder, and commits it.
+  absl::StatusOr<std::filesystem::path> Commit(const LlamaForCausalLM& model, const AdamW* optimizer,
+                                               const TrainerState& state, bool write_weights,
+                                               const std::string& sharding_json) const;
+
   std::filesystem::path dir_;
   int64_t keep_last_;
   std::filesystem::path model_dir_;
@@ -65,7 +82,12 @@ class CheckpointManager {
 
 
 // The optimizer and trainer state of checkpoint folder `dir`. The weights are the folder's model files, loaded
-// like any model folder (LoadModel) before the optimizer is built over them.
-absl::StatusOr<TrainerState> RestoreTrainingState(const std::filesystem::path& dir, AdamW& optimizer);
+// like any model folder (LoadModel) before the optimizer is built over them, or, in a sharded checkpoint, its
+// rank files' (any world size, into a run sharded as `sharded` or not, when null). Collective when sharded.
+absl::StatusOr<TrainerState> RestoreTrainingState(const std::filesystem::path& dir, AdamW& optimizer,
+                                                  ShardedParameters* sharded = nullptr);
+
+// Whether checkpoint (or model) folder `dir` holds model weights (model.safetensors or a sharded index).
+bool HasModelWeights(const std::filesystem::path& dir);
 
 }  // namespace agora

@@ -132,14 +132,33 @@ std::string Communicator::Describe(const std::string& what) const {
                       " s)");
 }
 
-std::unique_ptr<PendingCollective> Communicator::StartSum(at::Tensor tensor) {
+std::unique_ptr<PendingCollective> Communicator::Start(
+    const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& collective) {
   try {
-    std::vector<at::Tensor> tensors{std::move(tensor)};
-    return std::make_unique<C10dPending>(group_->allreduce(tensors), Describe("all-reduce"), failed_);
+    return std::make_unique<C10dPending>(collective(), Describe(what), failed_);
   } catch (const std::exception& e) {
     return std::make_unique<FailedPending>(
-        absl::UnavailableError(absl::StrCat(Describe("all-reduce"), " could not start: ", ExceptionText(e))));
+        absl::UnavailableError(absl::StrCat(Describe(what), " could not start: ", ExceptionText(e))));
   }
+}
+
+std::unique_ptr<PendingCollective> Communicator::StartSum(at::Tensor tensor) {
+  return Start("all-reduce", [&] {
+    std::vector<at::Tensor> tensors{std::move(tensor)};
+    return group_->allreduce(tensors);
+  });
+}
+
+std::unique_ptr<PendingCollective> Communicator::StartAllGather(at::Tensor full, at::Tensor shard) {
+  TORCH_CHECK(full.numel() == shard.numel() * env_.world_size, "all-gather of ", shard.numel(), " values per rank into ",
+              full.numel());
+  return Start("all-gather", [&] { return group_->_allgather_base(full, shard); });
+}
+
+std::unique_ptr<PendingCollective> Communicator::StartReduceScatter(at::Tensor shard, at::Tensor full) {
+  TORCH_CHECK(full.numel() == shard.numel() * env_.world_size, "reduce-scatter of ", full.numel(), " values into ",
+              shard.numel(), " per rank");
+  return Start("reduce-scatter", [&] { return group_->_reduce_scatter_base(shard, full); });
 }
 
 absl::Status Communicator::Barrier(const std::string& what) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -54,6 +55,12 @@ class Communicator {
   // same collectives in the same order.
   std::unique_ptr<PendingCollective> StartSum(at::Tensor tensor);
   absl::Status Sum(at::Tensor tensor) { return StartSum(std::move(tensor))->Wait(); }
+  // Every rank's `shard` side by side in `full` (full.numel() == world_size * shard.numel(), both contiguous, on
+  // device(), the same dtype): rank r's shard lands at [r * n, (r + 1) * n).
+  std::unique_ptr<PendingCollective> StartAllGather(at::Tensor full, at::Tensor shard);
+  // The sum over the ranks of `full`, of which this rank receives its slice [rank * n, (rank + 1) * n) in
+  // `shard` (n = shard.numel()): half an all-reduce's traffic, and no rank holds the whole sum.
+  std::unique_ptr<PendingCollective> StartReduceScatter(at::Tensor shard, at::Tensor full);
   // Returns once every rank has called it (`what` names the occasion in a timeout error).
   absl::Status Barrier(const std::string& what);
 
@@ -61,6 +68,9 @@ class Communicator {
   std::string Describe(const std::string& what) const;
 
  private:
+  // Starts `collective` (a c10d call), naming it `what` in errors.
+  std::unique_ptr<PendingCollective> Start(const std::string& what,
+                                           const std::function<c10::intrusive_ptr<c10d::Work>()>& collective);
   Communicator(LaunchEnvironment env, CommBackend backend, std::chrono::milliseconds timeout, c10::Device device,
                c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::Backend> group);
 

@@ -6,6 +6,8 @@
 #include <ATen/Context.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/tensor_file.h"
+#include "trainer/distributed/sharded_checkpoint.h"
 #include "util/status_macros.h"
 
 namespace agora {
@@ -37,19 +39,73 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob(const LaunchEnvironment& e
   return Communicator::Connect(env, kind, std::chrono::seconds(timeout_seconds));
 }
 
-DataParallel::DataParallel(std::unique_ptr<Communicator> comm, const AdamW& optimizer, int64_t bucket_bytes,
-                           RunLog& log)
-    : comm_(std::move(comm)),
-      reducer_(std::make_unique<GradientReducer>(*comm_, ReducedParameters(optimizer), bucket_bytes)),
-      log_(log) {}
+DataParallel::DataParallel(std::unique_ptr<Communicator> comm, RunLog& log) : comm_(std::move(comm)), log_(log) {}
 
 DataParallel::DataParallel(RunLog& log) : log_(log) {}
 
-void DataParallel::BeforeBackward(bool last_micro_batch) {
-  if (!alone()) reducer_->Arm(last_micro_batch);
+std::vector<TrainableParameter> DataParallel::Shard(ShardingLevel level, LlamaForCausalLM model,
+                                                    const std::vector<NamedParameter>& params,
+                                                    bool keep_adapters_whole) {
+  sharded_ = std::make_unique<ShardedParameters>(*comm_, level, std::move(model), params, keep_adapters_whole);
+  return sharded_->OptimizerParameters();
 }
 
-absl::Status DataParallel::AfterBackward() { return alone() ? absl::OkStatus() : reducer_->Finish(); }
+void DataParallel::Attach(AdamW& optimizer, int64_t bucket_bytes) {
+  if (sharded_ != nullptr) {
+    sharded_->Attach(optimizer);
+  } else if (!alone()) {
+    reducer_ = std::make_unique<GradientReducer>(*comm_, ReducedParameters(optimizer), bucket_bytes);
+  }
+}
+
+void DataParallel::BeforeBackward(bool last_micro_batch) {
+  last_micro_batch_ = last_micro_batch;
+  if (reducer_ != nullptr) reducer_->Arm(last_micro_batch);
+}
+
+absl::Status DataParallel::AfterBackward() {
+  if (sharded_ != nullptr) return sharded_->AfterBackward(last_micro_batch_);
+  return reducer_ == nullptr ? absl::OkStatus() : reducer_->Finish();
+}
+
+absl::StatusOr<double> DataParallel::GradientNorm(const AdamW& optimizer) {
+  if (sharded_ != nullptr) return sharded_->GradientNorm(optimizer);
+  return optimizer.GradientNorm();
+}
+
+absl::Status DataParallel::AfterStep() { return sharded_ == nullptr ? absl::OkStatus() : sharded_->AfterStep(); }
+
+absl::Status DataParallel::ErrorOr(absl::Status fallback) const {
+  if (sharded_ != nullptr && !sharded_->error().ok()) return sharded_->error();
+  return fallback;
+}
+
+absl::StatusOr<std::optional<std::filesystem::path>> DataParallel::SaveCheckpoint(const CheckpointManager& checkpoints,
+                                                                                  const LlamaForCausalLM& model,
+                                                                                  const AdamW& optimizer,
+                                                                                  const TrainerState& state) {
+  std::optional<std::filesystem::path> dir;
+  if (sharded_ == nullptr) {
+    if (rank() == 0) {
+      AGORA_ASSIGN_OR_RETURN(dir, checkpoints.Save(model, optimizer, state));
+    }
+    AGORA_RETURN_IF_ERROR(Barrier("checkpoint written"));
+    return dir;
+  }
+  // Every rank sees the same folder, so all agree whether this step was saved before.
+  if (checkpoints.Complete(state.step)) return dir;
+  if (rank() == 0) AGORA_RETURN_IF_ERROR(checkpoints.PrepareTemp(state.step));
+  AGORA_RETURN_IF_ERROR(Barrier("checkpoint folder ready"));
+  AGORA_RETURN_IF_ERROR(SaveTensors(checkpoints.TempFolder(state.step) / RankFileName(rank()),
+                                    RankShardTensors(*sharded_, optimizer)));
+  AGORA_RETURN_IF_ERROR(Barrier("checkpoint shards written"));
+  if (rank() == 0) {
+    AGORA_ASSIGN_OR_RETURN(dir, checkpoints.CommitSharded(model, state, ShardingMetadataJson(*sharded_),
+                                                          sharded_->level() == ShardingLevel::kParameters));
+  }
+  AGORA_RETURN_IF_ERROR(Barrier("checkpoint committed"));
+  return dir;
+}
 
 absl::Status DataParallel::Barrier(const std::string& what) {
   return alone() ? absl::OkStatus() : comm_->Barrier(what);

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -17,6 +19,8 @@
 #include "trainer/adamw.h"
 #include "trainer/distributed/communicator.h"
 #include "trainer/distributed/gradient_reducer.h"
+#include "trainer/distributed/sharded_parameters.h"
+#include "trainer/training_checkpoint.h"
 #include "trainer/run_log.h"
 
 namespace agora {
@@ -30,14 +34,23 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob(const LaunchEnvironment& e
 
 class DataParallel {
  public:
-  // Reduces the optimizer's parameters (the trainable ones only: with LoRA, the adapters).
-  DataParallel(std::unique_ptr<Communicator> comm, const AdamW& optimizer, int64_t bucket_bytes, RunLog& log);
+  // A rank of a launched job. Before the optimizer exists, Shard() (distributed.sharding other than none) lays
+  // out the sharded state; after, Attach() connects the gradient path.
+  DataParallel(std::unique_ptr<Communicator> comm, RunLog& log);
   // One process alone: rank 0 of 1; every sum is the value itself, every barrier returns at once.
   explicit DataParallel(RunLog& log);
 
+  // Shards the trainable parameters (and, at level parameters, the decoder layers' weights) of `model`: returns
+  // what the optimizer updates in their place, this rank's shards (sharded_parameters.h).
+  std::vector<TrainableParameter> Shard(ShardingLevel level, LlamaForCausalLM model,
+                                        const std::vector<NamedParameter>& params, bool keep_adapters_whole);
+  // Unsharded: gradients all-reduced in buckets during the backward (gradient_reducer.h); sharded: the shards'.
+  void Attach(AdamW& optimizer, int64_t bucket_bytes);
+
   int64_t rank() const { return alone() ? 0 : comm_->rank(); }
   int64_t world_size() const { return alone() ? 1 : comm_->world_size(); }
-  int64_t bucket_count() const { return alone() ? 0 : reducer_->bucket_count(); }
+  int64_t bucket_count() const { return reducer_ == nullptr ? 0 : reducer_->bucket_count(); }
+  ShardedParameters* sharded() const { return sharded_.get(); }
 
   // Replaces the step's local counts by their sums over the ranks (exact: int64). The first call logs this
   // rank's share of the denominator.
@@ -51,14 +64,29 @@ class DataParallel {
 
   void BeforeBackward(bool last_micro_batch);
   absl::Status AfterBackward();
+  // The global gradient norm (a sharded run's shards hold parts of it).
+  absl::StatusOr<double> GradientNorm(const AdamW& optimizer);
+  // After the optimizer's update: a sharded run all-gathers the updated shards.
+  absl::Status AfterStep();
   absl::Status Barrier(const std::string& what);
+  // The first error a collective met inside autograd (sharded hooks throw to stop it), else `fallback`.
+  absl::Status ErrorOr(absl::Status fallback) const;
+
+  // Writes checkpoint `state.step`: rank 0 alone when unsharded; every rank its shards, then rank 0 commits,
+  // when sharded. Every rank returns once the checkpoint is complete (rank 0 with its folder).
+  absl::StatusOr<std::optional<std::filesystem::path>> SaveCheckpoint(const CheckpointManager& checkpoints,
+                                                                      const LlamaForCausalLM& model,
+                                                                      const AdamW& optimizer,
+                                                                      const TrainerState& state);
 
  private:
   bool alone() const { return comm_ == nullptr; }
   absl::Status SumCounts(std::initializer_list<int64_t*> values);
 
-  std::unique_ptr<Communicator> comm_;         // null alone
-  std::unique_ptr<GradientReducer> reducer_;  // null alone
+  std::unique_ptr<Communicator> comm_;          // null alone
+  std::unique_ptr<GradientReducer> reducer_;    // unsharded ranks of a job
+  std::unique_ptr<ShardedParameters> sharded_;  // sharded ranks
+  bool last_micro_batch_ = false;
   RunLog& log_;
   bool first_step_ = true;
 };
