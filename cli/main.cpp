@@ -54,8 +54,10 @@ const std::vector<Command>& Commands() {
        serving({"task", "out", "details", "generate", "generate_out", "max_new_tokens", "commit"})},
       {"export", RunExport,
        "  export    --adapter LORA_DIR --out DIR [--merge --model BASE_DIR [--dtype D]]\n"
-       "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n",
-       {"adapter", "out", "merge", "model", "dtype"}},
+       "            a clean PEFT adapter folder, or (--merge) a full HF model with the adapter folded in\n"
+       "  export    --checkpoint SHARDED_STEP_DIR --model BASE_DIR --out DIR\n"
+       "            a checkpoint sharded at distributed.sharding=parameters as a full HF model folder\n",
+       {"adapter", "out", "merge", "model", "dtype", "checkpoint"}},
       {"simulate", RunSimulate,
        "  simulate  --config RECIPE.yaml [key=value ...]   make alignment data by simulated interaction (sandbox,\n"
        "            matrix, self_align) with the model; closed_loop.rounds=K: simulate -> train -> eval, K times\n",

@@ -14,7 +14,14 @@ Usage: python check_distributed.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=v
                      distributed.timeout_s.
   absent             rank 0 of 2 starts alone: it exits non-zero after distributed.timeout_s with an error that
                      says it was waiting for the other ranks.
-  resize             a 2-rank run's checkpoint, resumed by 1 process: a clear error naming both world sizes.
+  sharded:L:W:A      `same` with distributed.sharding=L (optimizer | gradients | parameters): the losses and final
+                     weights of one process; at level parameters the weights are read from the rank files through
+                     sharding.json (numpy, independently of agora) and through `agora export --checkpoint`.
+  reshard:L          a run sharded at level L over 2 ranks (batch 3 each) saves at step 2; resumed by 3 ranks
+                     (batch 2, level L) and by 1 process (batch 6, unsharded) it continues exactly as unbroken runs
+                     at those sizes do (<= 1e-6): the same global batches, the state re-cut from the rank files.
+  resize             a 2-rank run's checkpoint, resumed by 1 process with a global batch that does not divide the
+                     rows consumed: a clear error naming both batch sizes.
   nccl1              on a GPU machine: one rank over NCCL trains (exit code 77, reported skipped, without a GPU).
   sigterm            SIGTERM to `agora launch --nproc 2`: it reaches both ranks, which agree to stop after the
                      same step; rank 0 writes the checkpoint, both exit 0; 2 ranks resume from it.
@@ -81,6 +88,26 @@ def final_weights(out):
     return name, load_file(os.path.join(folder, name))
 
 
+def sharded_weights(folder):
+    """The trainable weights of a sharded checkpoint, put together from sharding.json and the rank files."""
+    with open(os.path.join(folder, "sharding.json")) as f:
+        layout = json.load(f)
+    files = [load_file(os.path.join(folder, f"rank_{r:05d}.safetensors")) for r in range(layout["world_size"])]
+    weights = {}
+    for group in layout["groups"]:
+        flat = np.concatenate([f[group["name"] + ".param"] for f in files])[:group["numel"]]
+        for m in group["members"]:
+            n = int(np.prod(m["shape"], dtype=np.int64))
+            weights[m["name"]] = flat[m["offset"]:m["offset"] + n].reshape(m["shape"])
+    return weights
+
+
+def compare_weights(wa, wb, what):
+    if sorted(wa) != sorted(wb):
+        sys.exit(f"{what}: different tensors: {sorted(set(wa) ^ set(wb))}")
+    return max((relative(wa[k], wb[k]), k) for k in wb)
+
+
 def relative(a, b):
     """||a - b|| / ||b|| over a whole tensor. Not element-wise: Adam divides every gradient element by its own
     running magnitude, so an element whose gradient nearly cancels (a sum of large terms of both signs) turns the
@@ -109,11 +136,11 @@ def rank_denominators(out, world):
     return shares
 
 
-def check_same(agora, source, work, world, accum, launcher):
-    accum_args = [f"training.gradient_accumulation_steps={accum}"]
+def check_same(agora, source, work, world, accum, launcher, sharding="none"):
+    accum_args = [f"training.gradient_accumulation_steps={accum}", f"distributed.sharding={sharding}"]
     one = run_dir(work, f"one_w{world}_a{accum}")
     run([agora, *train_args(source, one, f"training.batch_size={R * world}", *accum_args)], source)
-    many = run_dir(work, f"dp_w{world}_a{accum}_{launcher}")
+    many = run_dir(work, f"dp_w{world}_a{accum}_{launcher}_{sharding}")
     ranks_args = train_args(source, many, f"training.batch_size={R}", *accum_args)
     if launcher == "agora":
         cmd = [agora, "launch", f"--nproc={world}", *ranks_args]
@@ -130,13 +157,27 @@ def check_same(agora, source, work, world, accum, launcher):
     if len(a) != STEPS or len(b) != STEPS:
         sys.exit(f"expected {STEPS} logged steps, got {len(a)} (data parallel) and {len(b)} (one process)")
     worst_loss = max(abs(x - y) / abs(y) for x, y in zip(a, b))
-    name, wa = final_weights(many)
-    _, wb = final_weights(one)
+    name, wb = final_weights(one)
+    folder = os.path.join(many, "checkpoints", f"step_{STEPS:07d}")
+    if os.path.exists(os.path.join(folder, "sharding.json")) and not os.path.exists(os.path.join(folder, name)):
+        name, wa = "rank files", sharded_weights(folder)
+        # The export makes them a model folder transformers loads: the same tensors, bit for bit.
+        exported = os.path.join(many, "exported")
+        run([agora, "export", f"--checkpoint={folder}", f"--model={source}/assets/tiny-llama", f"--out={exported}",
+             "--dtype=float32"],
+            source)
+        we = load_file(os.path.join(exported, "model.safetensors"))
+        for k, v in wa.items():
+            if not np.array_equal(we[k], v):
+                sys.exit(f"agora export --checkpoint: {k} differs from the rank files")
+        print(f"agora export --checkpoint wrote the {len(wa)} trained tensors of the rank files bit for bit")
+    else:
+        _, wa = final_weights(many)
     if sorted(wa) != sorted(wb):
         sys.exit(f"{name}: different tensors in the two runs")
     worst_weight, where = max((relative(wa[k], wb[k]), k) for k in wb)
     worst_element = max(largest_difference(wa[k], wb[k]) for k in wb)
-    print(f"{world} ranks ({launcher}), accumulation {accum}: per-rank first-step denominators {shares}; "
+    print(f"{world} ranks ({launcher}, sharding {sharding}), accumulation {accum}: per-rank first-step denominators {shares}; "
           f"loss max rel diff {worst_loss:.2e}; {name}: max ||a-b||/||b|| {worst_weight:.2e} ({where}), largest "
           f"element difference / max|w| {worst_element:.2e}")
     if worst_loss > 1e-6 or worst_weight > 1e-6:
@@ -202,13 +243,46 @@ def check_absent(agora, source, work):
 def check_resize(agora, source, work):
     out = run_dir(work, "resize")
     run([agora, "launch", "--nproc=2", *train_args(source, out, f"training.batch_size={R}",
-                                                    "training.stop_after_steps=2")], source)
-    proc = subprocess.run([agora, *train_args(source, out, f"training.batch_size={2 * R}")], cwd=source,
+                                                    "training.stop_after_steps=1")], source)
+    proc = subprocess.run([agora, *train_args(source, out, f"training.batch_size={3 * R}")], cwd=source,
                           capture_output=True, text=True, timeout=300)
-    if proc.returncode == 0 or "written by a run of 2 ranks; this run has 1" not in proc.stderr:
-        sys.exit(f"resuming a 2-rank checkpoint with 1 process should fail clearly; exit {proc.returncode}:\n"
+    if proc.returncode == 0 or "global batches of 4 rows" not in proc.stderr or "global batch is 6 rows" not in proc.stderr:
+        sys.exit(f"resuming after 4 rows with global batches of 6 should fail clearly; exit {proc.returncode}:\n"
                  f"{proc.stderr}")
-    print(f"resume with another world size: {proc.stderr.strip().splitlines()[-1][:400]}")
+    print(f"resume with a global batch that does not divide the rows read: {proc.stderr.strip().splitlines()[-1][:400]}")
+
+
+def check_reshard(agora, source, work, level):
+    """Save at 2 ranks, resume at 3 and at 1: the continuation of unbroken runs at the new sizes."""
+    rows, stop = 6, 2
+    saved = run_dir(work, f"reshard_{level}_w2")
+    run([agora, "launch", "--nproc=2", *train_args(source, saved, f"training.batch_size={rows // 2}",
+                                                    f"distributed.sharding={level}",
+                                                    f"training.stop_after_steps={stop}")], source)
+    if not os.path.exists(os.path.join(saved, "checkpoints", f"step_{stop:07d}", "sharding.json")):
+        sys.exit("the 2-rank run did not write a sharded checkpoint")
+    for world, sharding in ((3, level), (1, "none")):
+        args = [f"training.batch_size={rows // world}", f"distributed.sharding={sharding}"]
+        unbroken = run_dir(work, f"reshard_{level}_unbroken_w{world}")
+        resumed = run_dir(work, f"reshard_{level}_resumed_w{world}")
+        checkpoint = os.path.join(saved, "checkpoints", f"step_{stop:07d}")
+        for out, extra in ((unbroken, []), (resumed, [f"resume={checkpoint}"])):
+            cmd = [*train_args(source, out, *args, *extra)]
+            run([agora, "launch", f"--nproc={world}", *cmd] if world > 1 else [agora, *cmd], source)
+        with open(os.path.join(resumed, "log.txt")) as f:
+            log = f.read()
+        if f"resuming a run of 2 ranks with {world}" not in log or f"at step {stop}" not in log:
+            sys.exit(f"the {world}-rank run did not resume the 2-rank checkpoint at step {stop}:\n{log[-2000:]}")
+        a, b = losses(resumed), losses(unbroken)[stop:]
+        worst_loss = max(abs(x - y) / abs(y) for x, y in zip(a, b))
+        folder = lambda out: os.path.join(out, "checkpoints", f"step_{STEPS:07d}")
+        weights = lambda out: sharded_weights(folder(out)) if not os.path.exists(
+            os.path.join(folder(out), "model.safetensors")) else final_weights(out)[1]
+        worst_weight, where = compare_weights(weights(resumed), weights(unbroken), f"{world} ranks")
+        print(f"level {level}, saved at 2 ranks step {stop}, resumed at {world} ({sharding}): losses {len(a)} "
+              f"steps, max rel diff {worst_loss:.2e}; final weights max ||a-b||/||b|| {worst_weight:.2e} ({where})")
+        if len(a) != STEPS - stop or worst_loss > 1e-6 or worst_weight > 1e-6:
+            sys.exit(f"the resumed run differs from the unbroken one: {a} vs {b}")
 
 
 def check_sigterm(agora, source, work):
@@ -267,6 +341,11 @@ def main():
     if which.startswith("same:"):
         _, world, accum, launcher = which.split(":")
         check_same(agora, source, work, int(world), int(accum), launcher)
+    elif which.startswith("sharded:"):
+        _, level, world, accum = which.split(":")
+        check_same(agora, source, work, int(world), int(accum), "agora", level)
+    elif which.startswith("reshard:"):
+        check_reshard(agora, source, work, which.split(":")[1])
     else:
         {"killed": check_killed, "stopped": lambda *a: check_killed(*a, how=signal.SIGSTOP), "absent": check_absent,
          "resize": check_resize, "sigterm": check_sigterm, "nccl1": check_nccl1}[which](agora, source, work)

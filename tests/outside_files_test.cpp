@@ -121,8 +121,10 @@ TEST(ResumePolicyTest, KeysThatChangeWhatACheckpointMeansAreRefusedOthersAllowed
   std::vector<std::string> refused, allowed;
   for (const RecipeChange& c : changes.refused) refused.push_back(c.key);
   for (const RecipeChange& c : changes.allowed) allowed.push_back(c.key);
-  EXPECT_THAT(refused, ElementsAre("lora.rank", "seed", "data.max_seq_len", "training.batch_size"));
-  EXPECT_THAT(allowed, ElementsAre("training.max_steps", "optimizer.lr", "checkpoint.every_steps", "resume"));
+  EXPECT_THAT(refused, ElementsAre("lora.rank", "seed", "data.max_seq_len"));
+  // training.batch_size may change: the data position is remapped by rows (resuming at another world size).
+  EXPECT_THAT(allowed, ElementsAre("training.batch_size", "training.max_steps", "optimizer.lr",
+                                   "checkpoint.every_steps", "resume"));
   EXPECT_THAT(DescribeChanges(changes.refused), HasSubstr("lora.rank 16 -> 8"));
   EXPECT_TRUE(CompareForResume(saved, saved).refused.empty());
   EXPECT_TRUE(CompareForResume(saved, saved).allowed.empty());

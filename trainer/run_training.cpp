@@ -1,6 +1,10 @@
 #include "trainer/run_training.h"
 
 #include <cmath>
+#include <fstream>
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -24,6 +28,7 @@
 #include "models/quantized_weight.h"
 #include "models/lora.h"
 #include "trainer/distributed/data_parallel.h"
+#include "trainer/memory_model_recipe.h"
 #include "trainer/distributed/launch_environment.h"
 #include "trainer/objectives/dpo.h"
 #include "trainer/objectives/sft.h"
@@ -223,6 +228,23 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
   return std::make_unique<SftObjective>(head_loss);
 }
 
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+// VmHWM of /proc/self/status: the most resident memory this process has held, in bytes (0 where unreadable).
+int64_t ResidentPeakBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
+double PeakAllocatedBytes(const at::Device& device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index()
+                                                                                       : c10::cuda::current_device());
+  return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+}
+
 }  // namespace
 
 absl::StatusOr<LoopOptions> LoopOptionsFrom(const Recipe& recipe, int64_t batches_per_epoch, const at::Device& device) {
@@ -315,6 +337,16 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
   AGORA_ASSIGN_OR_RETURN(LlamaConfig model_config, LoadLlamaConfig(fs::path(recipe.model.path) / "config.json"));
   AGORA_RETURN_IF_ERROR(CheckTokenizerFitsModel(*tokenizer, model_config.vocab_size, recipe.model.path));
+  // The memory model's prediction for this rank (trainer/memory_model.h), checked against the measured peak at the
+  // end of the run.
+  const int64_t baseline_bytes = ResidentPeakBytes();
+  double predicted_bytes = 0;
+  if (absl::StatusOr<MemoryModelInputs> inputs = MemoryInputsFromRecipe(recipe, model_config, world_size); inputs.ok()) {
+    inputs->sharding = launch ? recipe.distributed.sharding : ShardingLevel::kNone;
+    const MemoryBreakdown predicted = EstimateTrainingMemory(*inputs);
+    predicted_bytes = static_cast<double>(predicted.total);
+    log->Info(absl::StrCat("memory model, per rank:\n", FormatMemoryBreakdown(predicted)));
+  }
   AGORA_ASSIGN_OR_RETURN(TrainingDataOptions train_options, DataOptions(recipe, recipe.data.train, true));
   if (launch) {  // each rank reads its share of every global batch
     train_options.rank = launch->rank;
@@ -469,7 +501,17 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
   // Written once everything above was checked, so a run that failed to start leaves the folder's recipe as it was.
   if (leader) AGORA_RETURN_IF_ERROR(WriteStringAtomically(run_dir / "recipe.yaml", RecipeToYaml(recipe)));
   InstallPreemptionHandlers();
-  return RunTrainLoop(options, parts, state);
+  absl::StatusOr<LoopEnd> end = RunTrainLoop(options, parts, state);
+  if (end.ok() && predicted_bytes > 0) {
+    // The prediction against what this rank measured: the CUDA allocator's peak, or on the CPU the growth of the
+    // resident peak since before the model was loaded (the process's own baseline left out).
+    const double measured = model_options.device.is_cuda() ? PeakAllocatedBytes(model_options.device)
+                                                           : static_cast<double>(ResidentPeakBytes() - baseline_bytes);
+    log->Info(absl::StrFormat("memory: predicted %.2f GiB per rank, measured %.2f GiB (%+.1f%%)",
+                              predicted_bytes / kGiB, measured / kGiB,
+                              100.0 * (predicted_bytes - measured) / std::max(measured, 1.0)));
+  }
+  return end;
 }
 
 }  // namespace agora

@@ -141,7 +141,7 @@ ShardedParameters::ShardedParameters(Communicator& comm, ShardingLevel level, Ll
     layer_groups_[static_cast<size_t>(group.layer)].push_back(g);
   }
   if (level_ == ShardingLevel::kParameters) {
-    const at::Tensor& any = model_->parameters().front();
+    const at::Tensor any = model_->parameters().front();
     backward_anchor_ = at::zeros({}, any.options().dtype(at::kFloat)).set_requires_grad(true);
     model_->model->set_layer_hooks(this);
   }
