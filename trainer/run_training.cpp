@@ -228,7 +228,7 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(const Recipe& recipe, R
   return std::make_unique<SftObjective>(head_loss);
 }
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kMiB = 1024.0 * 1024.0;
 
 // VmHWM of /proc/self/status: the most resident memory this process has held, in bytes (0 where unreadable).
 int64_t ResidentPeakBytes() {
@@ -507,8 +507,8 @@ absl::StatusOr<LoopEnd> RunTraining(const Recipe& recipe, bool terminal) {
     // resident peak since before the model was loaded (the process's own baseline left out).
     const double measured = model_options.device.is_cuda() ? PeakAllocatedBytes(model_options.device)
                                                            : static_cast<double>(ResidentPeakBytes() - baseline_bytes);
-    log->Info(absl::StrFormat("memory: predicted %.2f GiB per rank, measured %.2f GiB (%+.1f%%)",
-                              predicted_bytes / kGiB, measured / kGiB,
+    log->Info(absl::StrFormat("memory: predicted %.1f MiB per rank, measured %.1f MiB (%+.1f%%)",
+                              predicted_bytes / kMiB, measured / kMiB,
                               100.0 * (predicted_bytes - measured) / std::max(measured, 1.0)));
   }
   return end;
