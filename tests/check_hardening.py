@@ -16,7 +16,7 @@ Usage: python check_hardening.py AGORA_BINARY SOURCE_DIR WORK_DIR CHECK [key=val
   disk_full      the disk fills (LD_PRELOAD shim: ENOSPC) while a checkpoint is written, then the folder becomes
                  unwritable (EACCES): a clear error naming the file, the previous checkpoint intact, and the
                  resumed run identical to the uninterrupted one.
-  recipe_change  a resume that changes what the checkpoints mean (lora.rank, seed, training.batch_size) is refused
+  recipe_change  a resume that changes what the checkpoints mean (lora.rank, seed, data.append_eos) is refused
                  naming the keys, and leaves recipe.yaml as it was; one that changes optimizer.lr is logged and
                  recipe.yaml then holds the new value.
 """
@@ -204,7 +204,7 @@ def check_recipe_change(agora, source, work):
     train(agora, source, out, "training.stop_after_steps=4", "lora.rank=16")
     saved = read(os.path.join(out, "recipe.yaml"))
     for change, keys in ((["lora.rank=8"], ["lora.rank 16 -> 8"]),
-                         (["seed=7", "training.batch_size=2"], ["seed", "training.batch_size"]),
+                         (["seed=7", "data.append_eos=true"], ["seed", "data.append_eos"]),
                          (["lora.rank=0"], ["lora.rank 16 -> 0"])):
         proc = train(agora, source, out, "resume=auto", "lora.rank=16", *change, expect_rc=1)
         for key in keys:
