@@ -1,7 +1,7 @@
 """Calibration of trainer/memory_model.h against what `agora train` holds on the CPU.
 
 usage: check_memory_model.py AGORA SOURCE_DIR WORK_DIR [--tolerance 0.1] [--case "key=value ..."]...
-                             [--shape hidden_size=512,num_hidden_layers=8,...]
+                             [--shape hidden_size=512,num_hidden_layers=8,...] [--world_size N]
 
 A random fp32 Llama (hidden 256, intermediate 688, 12 layers, 4 heads, vocab 8000: 13.6M parameters, small enough
 for a few seconds a step on two cores, with activations the larger part of its memory) is written to WORK_DIR and
@@ -21,6 +21,11 @@ memory manager keeps its GEMM buffers, among them a packed fp32 copy of the head
 gap to the prediction grew by exactly that with the vocabulary: 6.6, 11.8, 19.8 MiB at 2000, 8000, 16000 words);
 MKL_DISABLE_FAST_MM=1 frees them after each call. Neither is part of the model's memory on a GPU. With
 AGORA_MEMORY_DEFAULT_MALLOC=1 the runs are repeated under the default allocators, for information.
+
+With --world_size N the runs are `agora launch --nproc N` (Gloo ranks on the CPU, each with the same 4 rows per
+micro-batch), a case's `distributed.sharding=L` picks the level (default: none), every rank is measured and the
+largest rank's peak is compared with the level's per-rank prediction for N ranks; the baseline is the tiny model
+at the same world size and level.
 
 Prints a table and writes WORK_DIR/calibration.json; exits 1 when a prediction misses by more than the tolerance.
 """
@@ -93,9 +98,22 @@ def memory_kib(pid):
     return values
 
 
-def peak_rss_anon(command, cwd, env, output_dir):
-    """Peak anonymous memory (bytes) of `command` training into the fresh `output_dir` during its step, and the run's
-    wall time.
+def children(pid):
+    """The processes `pid` started (agora launch's ranks), from /proc/PID/task/*/children."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def peak_rss_anon(command, cwd, env, output_dir, ranks=1):
+    """Peak anonymous memory (bytes) of `command` training into the fresh `output_dir` during its step (with
+    ranks > 1, `command` is agora launch: the largest of its ranks' peaks), each rank's peak, and the run's wall
+    time.
 
     The window opens at the log's "objective" line (the model and AdamW's state are allocated; the loop starts), where
     the kernel's peak-RSS mark is reset (`5` to /proc/PID/clear_refs), and closes at the step's log line (the final
@@ -118,35 +136,47 @@ def peak_rss_anon(command, cwd, env, output_dir):
 
     reader = threading.Thread(target=read)
     reader.start()
-    polled, last, reset = 0, {}, False
+    pids, polled, last, reset = [], {}, {}, False
     while proc.poll() is None and not stepped.is_set():
-        if started.is_set() and not reset:
-            try:
-                with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                pass
+        if not pids:
+            pids = [proc.pid] if ranks == 1 else children(proc.pid)
+            if len(pids) != ranks:
+                pids = []
+        if started.is_set() and pids and not reset:
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/clear_refs", "w") as f:
+                        f.write("5")
+                except OSError:
+                    pass
             reset = True
         if reset:
-            values = memory_kib(proc.pid)
-            if values:
-                last = values
-                polled = max(polled, values["RssAnon"])
+            for pid in pids:
+                values = memory_kib(pid)
+                if values:
+                    last[pid] = values
+                    polled[pid] = max(polled.get(pid, 0), values["RssAnon"])
         time.sleep(0.001)
     proc.wait()
     reader.join()
-    if proc.returncode != 0 or not stepped.is_set() or not last:
+    if proc.returncode != 0 or not stepped.is_set() or len(last) != ranks:
         sys.exit(f"agora train failed ({proc.returncode}): {' '.join(command)}\n{''.join(lines[-30:])}")
-    high_water = last["VmHWM"] - last["RssFile"] - last.get("RssShmem", 0)
-    return max(polled, high_water) * 1024, time.time() - start
+    peaks = [max(polled[pid], last[pid]["VmHWM"] - last[pid]["RssFile"] - last[pid].get("RssShmem", 0)) * 1024
+             for pid in pids]
+    return max(peaks), peaks, time.time() - start
 
 
-def predicted_total(agora, source, overrides):
-    out = subprocess.run([agora, "memory", "--config", "recipes/tiny_demo.yaml", "--json"] + overrides, cwd=source,
-                         capture_output=True, text=True)
+def level_of(overrides):
+    levels = [o.partition("=")[2] for o in overrides if o.startswith("distributed.sharding=")]
+    return levels[-1] if levels else "none"
+
+
+def predicted_total(agora, source, overrides, ranks):
+    out = subprocess.run([agora, "memory", "--config", "recipes/tiny_demo.yaml", "--json", f"--world_size={ranks}"]
+                         + overrides, cwd=source, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"agora memory failed: {out.stderr}")
-    return json.loads(out.stdout)["levels"]["none"]
+    return json.loads(out.stdout)["levels"][level_of(overrides)]
 
 
 def main():
@@ -159,6 +189,7 @@ def main():
                                                          "activation checkpointing)")
     parser.add_argument("--shape", default="",
                         help="the random model's dimensions, e.g. hidden_size=512,vocab_size=32000")
+    parser.add_argument("--world_size", type=int, default=1, help="ranks (agora launch, Gloo on the CPU)")
     args = parser.parse_args()
     for item in filter(None, args.shape.split(",")):
         key, _, value = item.partition("=")
@@ -172,40 +203,45 @@ def main():
     cases = args.case or ["model.activation_checkpointing=false", "model.activation_checkpointing=true"]
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MKL_DISABLE_FAST_MM="1")
+    ranks = args.world_size
+    launch = [agora] + (["launch", f"--nproc={ranks}"] if ranks > 1 else []) + ["train", "--config",
+                                                                               "recipes/tiny_demo.yaml"]
     results, failed = [], False
     baselines = {}
     print(f"{'case':58} {'measured MiB':>12} {'predicted MiB':>13} {'error':>7}   (peak at; run time)")
     for case in cases:
         overrides = case.split()
-        # The baseline: the same run on the tiny model, with the same dtype, loss and tokens (cached per setting).
-        key = tuple(o for o in overrides if o.startswith(("loss=", "data.", "training.", "model.dtype=")))
+        # The baseline: the same run on the tiny model, with the same dtype, loss, tokens and sharding (cached per
+        # setting).
+        key = tuple(o for o in overrides if o.startswith(("loss=", "data.", "training.", "model.dtype=",
+                                                          "distributed.")))
         if key not in baselines:
             tiny = COMMON + ["model.path=assets/tiny-llama"] + list(key)
-            peak, _ = peak_rss_anon([agora, "train", "--config", "recipes/tiny_demo.yaml"] + tiny, source, env,
-                                    f"{work}/run")
-            baselines[key] = (peak, predicted_total(agora, source, tiny)["total"])
+            peak, _, _ = peak_rss_anon(launch + tiny, source, env, f"{work}/run", ranks)
+            baselines[key] = (peak, predicted_total(agora, source, tiny, ranks)["total"])
         tiny_peak, tiny_predicted = baselines[key]
         run = COMMON + [f"model.path={model}"] + overrides
-        train = [agora, "train", "--config", "recipes/tiny_demo.yaml"] + run
-        peak, seconds = peak_rss_anon(train, source, env, f"{work}/run")
+        peak, rank_peaks, seconds = peak_rss_anon(launch + run, source, env, f"{work}/run", ranks)
         # For information (AGORA_MEMORY_DEFAULT_MALLOC=1): the same under glibc's default malloc.
-        default_peak, _ = peak_rss_anon(train, source, dict(os.environ), f"{work}/run") \
-            if os.environ.get("AGORA_MEMORY_DEFAULT_MALLOC") else (0, 0)
-        prediction = predicted_total(agora, source, run)
+        default_peak = peak_rss_anon(launch + run, source, dict(os.environ), f"{work}/run", ranks)[0] \
+            if os.environ.get("AGORA_MEMORY_DEFAULT_MALLOC") else 0
+        prediction = predicted_total(agora, source, run, ranks)
         measured, predicted = peak - tiny_peak, prediction["total"] - tiny_predicted
         error = predicted / measured - 1
         failed |= abs(error) > args.tolerance
         results.append(dict(case=case, measured_bytes=measured, predicted_bytes=predicted, error=error,
-                            peak_bytes=peak, baseline_peak_bytes=tiny_peak, predicted_total_bytes=prediction["total"],
+                            peak_bytes=peak, rank_peak_bytes=rank_peaks, baseline_peak_bytes=tiny_peak, predicted_total_bytes=prediction["total"],
                             baseline_predicted_bytes=tiny_predicted, peak_at=prediction["peak_at"],
                             default_malloc_peak_bytes=default_peak, prediction=prediction, seconds=seconds))
         print(f"{case:58} {measured / MIB:12.1f} {predicted / MIB:13.1f} {error:+7.1%}   "
               f"({prediction['peak_at']}; {seconds:.1f} s)")
-        print(f"    peak RssAnon {peak / MIB:.1f} MiB - tiny model's {tiny_peak / MIB:.1f} MiB; predicted "
+        print(f"    peak RssAnon {peak / MIB:.1f} MiB"
+              + (f" (ranks: {', '.join(f'{p / MIB:.1f}' for p in rank_peaks)})" if ranks > 1 else "")
+              + f" - tiny model's {tiny_peak / MIB:.1f} MiB; predicted "
               f"{prediction['total'] / MIB:.1f} - {tiny_predicted / MIB:.1f} MiB"
               + (f"; default malloc peak {default_peak / MIB:.1f} MiB" if default_peak else ""))
     with open(os.path.join(work, "calibration.json"), "w") as f:
-        json.dump(dict(shape=SHAPE, common=COMMON, results=results), f, indent=2)
+        json.dump(dict(shape=SHAPE, common=COMMON, world_size=ranks, results=results), f, indent=2)
     if failed:
         sys.exit(f"a prediction missed the measured memory by more than {args.tolerance:.0%}")
     print(f"every prediction within {args.tolerance:.0%} of the measurement")

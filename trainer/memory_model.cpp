@@ -29,12 +29,16 @@ bool Targets(const MemoryModelInputs& in, const std::string& name) {
   return std::find(in.lora_targets.begin(), in.lora_targets.end(), name) != in.lora_targets.end();
 }
 
-// A group of trainable parameters the sharded levels flatten, reduce and shard together: each decoder layer's, and at
-// the root the embedding, the final norm and the head (each its own).
+// The groups of trainable parameters the sharded levels flatten, reduce and shard together, as PlanFlatGroups
+// forms them (trainer/distributed/sharded_parameters.h): per decoder layer and at the root, the weights AdamW
+// decays apart from those it does not (norms), i.e. a layer's projections, its two norms, the embedding with the
+// head, the final norm; with LoRA, each layer's adapters.
 struct Groups {
   std::vector<int64_t> sizes;  // element counts
+  std::vector<int64_t> root_sizes;  // of `sizes`: the groups outside the decoder layers
   int64_t per_layer = 0;       // trainable elements of one decoder layer
   int64_t root = 0;            // trainable elements outside the decoder layers
+  int64_t root_largest = 0;    // of the root: the largest group (the embedding with the head)
   int64_t head = 0;            // of the root: what the head's backward produces first (lm_head, or the tied embedding)
   int64_t embedding = 0;       // of the root: the embedding's own gradient, produced last (0 when tied: in `head`)
   int64_t largest_tensor = 0;  // the largest single trainable tensor (AdamW steps tensor by tensor)
@@ -50,6 +54,11 @@ struct Groups {
     for (int64_t s : sizes) t += CeilDiv(s, world);
     return t;
   }
+  int64_t root_sharded(int64_t world) const {
+    int64_t t = 0;
+    for (int64_t s : root_sizes) t += CeilDiv(s, world);
+    return t;
+  }
 };
 
 Groups TrainableGroups(const MemoryModelInputs& in, const ParameterCounts& counts) {
@@ -61,9 +70,14 @@ Groups TrainableGroups(const MemoryModelInputs& in, const ParameterCounts& count
     g.head = (m.tie_word_embeddings ? counts.embedding : counts.lm_head) + counts.final_norm;
     g.embedding = m.tie_word_embeddings ? 0 : counts.embedding;
     g.largest_tensor = std::max(m.vocab_size * m.hidden_size, m.intermediate_size * m.hidden_size);
-    for (int64_t l = 0; l < m.num_hidden_layers; ++l) g.sizes.push_back(counts.per_layer);
-    for (int64_t s : {counts.embedding, counts.lm_head, counts.final_norm})
-      if (s > 0) g.sizes.push_back(s);
+    const int64_t layer_norms = 2 * m.hidden_size;
+    for (int64_t l = 0; l < m.num_hidden_layers; ++l) {
+      g.sizes.push_back(counts.per_layer - layer_norms);
+      g.sizes.push_back(layer_norms);
+    }
+    g.root_largest = counts.embedding + counts.lm_head;
+    g.root_sizes = {g.root_largest, counts.final_norm};
+    g.sizes.insert(g.sizes.end(), g.root_sizes.begin(), g.root_sizes.end());
     return g;
   }
   for (const Projection& p : LayerProjections(m)) {
@@ -88,12 +102,16 @@ int64_t LayerBaseBytes(const MemoryModelInputs& in) {
   return bytes;
 }
 
-// A level-`parameters` shard of one layer's base: dense weights split by element (padded to a multiple of the world
-// size), quantised storage by byte.
+// A level-`parameters` shard of one layer's base: dense weights split by element, each group padded to a multiple
+// of the world size (a full fine-tune's projections and norms are two groups, decayed and not; a LoRA base is one
+// frozen group), quantised storage by byte.
 int64_t LayerBaseShardBytes(const MemoryModelInputs& in, int64_t world) {
   const bool quantised = in.lora_rank > 0 && in.quantize_base != BaseQuantization::kNone;
   const int64_t bytes = LayerBaseBytes(in);
-  return quantised ? CeilDiv(bytes, world) : CeilDiv(bytes / in.param_bytes, world) * in.param_bytes;
+  if (quantised) return CeilDiv(bytes, world);
+  const int64_t elements = bytes / in.param_bytes, norms = 2 * in.model.hidden_size;
+  return (in.lora_rank > 0 ? CeilDiv(elements, world) : CeilDiv(elements - norms, world) + CeilDiv(norms, world)) *
+         in.param_bytes;
 }
 
 void GiBRounded(int64_t bytes, char* buffer, size_t size) {
@@ -205,8 +223,9 @@ int64_t LayerActivationBytesPerToken(const MemoryModelInputs& in) {
 //   end of backward  every .grad (the embedding's last)
 //   optimizer step   .grad where the step reads it, and AdamW's temporaries (sqrt and the division: 8 bytes an
 //                    element of the tensor, or shard, stepped)
-// At level `parameters` only the layer being differentiated has its gradients in full (then reduce-scattered into
-// the fp32 shard), and the root's (embedding, final norm, head) .grad.
+// At levels `gradients` and `parameters` only the layer being differentiated has its gradients in full (then
+// reduce-scattered into the fp32 shard while the layer below is differentiated), and the root's (embedding, final
+// norm, head) .grad.
 MemoryBreakdown EstimateTrainingMemory(const MemoryModelInputs& in) {
   const ModelShape& m = in.model;
   const int64_t b = in.param_bytes, h = m.hidden_size, L = m.num_hidden_layers, V = m.vocab_size;
@@ -226,25 +245,37 @@ MemoryBreakdown EstimateTrainingMemory(const MemoryModelInputs& in) {
   out.effective_sharding = level;
 
   // --- weights: the root (embedding, final norm, head) always whole, in the model's dtype; the layers' bases
-  // sharded at level parameters with two gathered in full (the one in use and the prefetched next); adapters whole.
+  // sharded at level parameters, gathered in full one layer at a time plus the prefetched next (in the phases
+  // below); adapters whole. From level optimizer on, what AdamW steps is each trainable group's shard, a copy in
+  // the parameters' dtype that the updated weights are all-gathered from, except at level parameters for the
+  // layers' own groups, whose shard is the only copy.
   const int64_t root_bytes = (counts.embedding + counts.lm_head + counts.final_norm) * b;
   const int64_t layer_base = LayerBaseBytes(in);
   const int64_t adapters = full ? 0 : L * groups.per_layer * kFp32;
-  out.weights = level == ShardingLevel::kParameters
-                    ? root_bytes + L * LayerBaseShardBytes(in, W) + std::min<int64_t>(2, L) * layer_base + adapters
-                    : root_bytes + L * layer_base + adapters;
+  const int64_t shard = groups.sharded(W);
+  const int64_t shard_copies = level == ShardingLevel::kNone                 ? 0
+                               : level == ShardingLevel::kParameters && full ? bt * groups.root_sharded(W)
+                                                                             : bt * shard;
+  out.weights = (level == ShardingLevel::kParameters ? root_bytes + L * LayerBaseShardBytes(in, W)
+                                                     : root_bytes + L * layer_base) +
+                adapters + shard_copies;
+  auto gathered = [&](int64_t layers) { return level == ShardingLevel::kParameters ? layers * layer_base : 0; };
 
   // --- optimizer: exp_avg and exp_avg_sq in fp32, and fp32 master weights for trainable parameters stored narrower;
   // split over the ranks from level optimizer on.
   const int64_t state_bytes_per_element = 2 * kFp32 + (bt == kFp32 ? 0 : kFp32);
-  const int64_t shard = groups.sharded(W);
   out.optimizer = state_bytes_per_element * (level == ShardingLevel::kNone ? P : shard);
 
   // --- gradients held all step long
   // none: an fp32 grad32 per narrower parameter (AdamW::AccumulateGradients), the all-reduce's fp32 buckets (with
   // ranks), and with fp32 parameters and several micro-batches .grad itself, summed into across them.
+  // Sharded: AdamW's fp32 gradient shard, grad32 for narrower parameters (allocated with AdamW); for fp32 ones the
+  // shard's own .grad, created by the first reduced gradient and freed by the step, which lives across micro-batches
+  // but, with one micro-batch a step, only from the first layer's reduce-scatter on (shard_gradient below).
   const bool grad_kept_across_micro_batches =
       level == ShardingLevel::kNone && bt == kFp32 && in.gradient_accumulation_steps > 1;
+  const bool shard_gradient_in_step = level != ShardingLevel::kNone && bt == kFp32 && in.gradient_accumulation_steps == 1;
+  const int64_t shard_gradient_persistent = shard_gradient_in_step ? 0 : kFp32 * shard;
   int64_t grad_persistent = 0;
   switch (level) {
     case ShardingLevel::kNone:
@@ -252,24 +283,38 @@ MemoryBreakdown EstimateTrainingMemory(const MemoryModelInputs& in) {
                         (grad_kept_across_micro_batches ? bt * P : 0);
       break;
     case ShardingLevel::kOptimizer:  // the full fp32 flat accumulator, all-reduced on the last micro-batch, + shard
-      grad_persistent = kFp32 * P + kFp32 * shard;
+      grad_persistent = kFp32 * P + shard_gradient_persistent;
       break;
     case ShardingLevel::kGradients:
     case ShardingLevel::kParameters:
-      grad_persistent = kFp32 * shard;
+      grad_persistent = shard_gradient_persistent;
       break;
   }
-  // .grad as the backward produces it: `done` elements' worth, in the trainable dtype.
-  const bool per_layer_gradients = level == ShardingLevel::kParameters;
-  const int64_t flat_temporary =
-      level == ShardingLevel::kGradients ? kFp32 * groups.largest()  // one group's fp32 reduce-scatter input
-      : per_layer_gradients              ? kFp32 * groups.per_layer  // the layer's fp32 flat
-                                         : 0;
+  // The fp32 gradient shard where it lives only within the step: from level gradients on it fills up layer by layer
+  // (bounded here by the layers done), at level optimizer it appears after the backward's all-reduce.
+  auto shard_gradient = [&](int64_t layers_done, bool backward_done) -> int64_t {
+    if (!shard_gradient_in_step) return 0;
+    if (backward_done) return kFp32 * shard;
+    if (level == ShardingLevel::kOptimizer) return 0;
+    return kFp32 * (shard - groups.root_sharded(W)) * layers_done / std::max<int64_t>(L, 1);
+  };
+  // .grad as the backward produces it: `done` elements' worth, in the trainable dtype. At levels gradients and
+  // parameters a decoder layer's .grad lives only through its own backward: the layer hooks then copy it into an
+  // fp32 flat whose reduce-scatter runs through the next layer's backward (sharded_parameters.h). The root's .grad
+  // waits for the end of backward, where its groups are reduce-scattered one at a time.
+  const bool per_layer_gradients = level == ShardingLevel::kGradients || level == ShardingLevel::kParameters;
   auto transient_grad = [&](int64_t root_done, int64_t layers_done) -> int64_t {
     if (grad_kept_across_micro_batches) return 0;  // already counted as persistent
-    if (per_layer_gradients) return bt * root_done + (layers_done > 0 ? bt * groups.per_layer + flat_temporary : 0);
-    return bt * (root_done + layers_done * groups.per_layer) + (layers_done > 0 ? flat_temporary : 0);
+    if (per_layer_gradients)
+      return bt * root_done + (layers_done > 0 ? (bt + kFp32) * groups.per_layer : 0);
+    return bt * (root_done + layers_done * groups.per_layer);
   };
+  // The end of backward: every .grad left (level optimizer and none), or at the per-layer levels the root's and
+  // the larger of the first layer's flat, still in flight, and a root group's.
+  const int64_t end_of_backward_grad =
+      grad_kept_across_micro_batches ? 0
+      : per_layer_gradients          ? bt * groups.root + kFp32 * std::max(groups.per_layer, groups.root_largest)
+                                     : bt * P;
 
   // --- activations
   const int64_t layer_saved = T * LayerActivationBytesPerToken(in);
@@ -318,42 +363,48 @@ MemoryBreakdown EstimateTrainingMemory(const MemoryModelInputs& in) {
     int64_t activations;
     int64_t gradients;  // beyond grad_persistent
     int64_t extra;      // optimizer temporaries
+    int64_t weights;    // level parameters: the decoder layers gathered in full
   };
   std::vector<Phase> phases;
   // The head's gradient arrives inside the fused loss's backward; after torch's (whose fp32 [T, V] gradient is
-  // then cast to the head's dtype for the matmul's backward).
-  phases.push_back({"loss forward", saved_layers(L) + top + loss_forward, 0, 0});
+  // then cast to the head's dtype for the matmul's backward). Level parameters: the last layer's forward released
+  // its weights before the loss; a layer's backward has it and the layer below (prefetched) gathered.
+  phases.push_back({"loss forward", saved_layers(L) + top + loss_forward, 0, 0, 0});
   phases.push_back({"loss backward", saved_layers(L) + top + loss_backward,
-                    fused && head_trained ? transient_grad(groups.head, 0) : 0, 0});
+                    fused && head_trained ? transient_grad(groups.head, 0) : 0, 0, 0});
   if (!fused) {
     phases.push_back({"head backward", saved_layers(L) + top + T * (b * V + kFp32 * h),
-                      head_trained ? transient_grad(groups.head, 0) : 0, 0});
+                      head_trained ? transient_grad(groups.head, 0) : 0, 0, 0});
   }
   for (int64_t l = L - 1; l >= 0; --l) {
     phases.push_back({"layer backward", saved_layers(l + 1) + layer_backward,
-                      transient_grad(groups.head, L - 1 - l), 0});
+                      // the layers whose reduce-scatter has finished: those above l + 1, still in flight
+                      transient_grad(groups.head, L - 1 - l) + shard_gradient(std::max<int64_t>(0, L - 2 - l), false), 0,
+                      gathered(std::min<int64_t>(2, l + 1))});
   }
-  phases.push_back({"end of backward", T * h * b, transient_grad(groups.root, L), 0});
+  phases.push_back({"end of backward", T * h * b, end_of_backward_grad + shard_gradient(L, true), 0, 0});
   {
     // AdamW reads .grad at the step only where nothing moved it into an fp32 buffer: level none, fp32 parameters.
     const int64_t grad_at_step = level == ShardingLevel::kNone && bt == kFp32 && !grad_kept_across_micro_batches
                                      ? bt * P : 0;
     const int64_t stepped = level == ShardingLevel::kNone ? groups.largest_tensor : CeilDiv(groups.largest(), W);
-    phases.push_back({"optimizer step", 0, grad_at_step, 2 * kFp32 * stepped});
+    phases.push_back({"optimizer step", 0, grad_at_step + shard_gradient(L, true), 2 * kFp32 * stepped, 0});
   }
 
-  int64_t peak = 0;
+  int64_t peak = 0, gathered_peak = 0;
   for (const Phase& p : phases) {
     out.activations = std::max(out.activations, p.activations);
     out.gradients = std::max(out.gradients, p.gradients);
-    const int64_t sum = p.activations + p.gradients + p.extra;
+    gathered_peak = std::max(gathered_peak, p.weights);
+    const int64_t sum = p.activations + p.gradients + p.extra + p.weights;
     if (sum > peak) {
       peak = sum;
       out.peak_at = p.name;
     }
   }
-  out.gradients += grad_persistent;
   out.total = out.weights + out.optimizer + grad_persistent + peak;
+  out.weights += gathered_peak;
+  out.gradients += grad_persistent;
   return out;
 }
 

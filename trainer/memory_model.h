@@ -94,7 +94,8 @@ struct MemoryModelInputs {
 // over the step's phases (the loss's forward and backward, each decoder layer's backward, the end of backward,
 // the optimizer step): saved activations are freed during the backward as gradients appear, so total <= the sum.
 struct MemoryBreakdown {
-  int64_t weights = 0;      // parameters as stored (at level parameters: shards plus the two gathered layers)
+  int64_t weights = 0;      // parameters as stored (at level parameters: shards plus the two gathered layers),
+                            // and from level optimizer on the shards AdamW steps
   int64_t gradients = 0;    // .grad, fp32 accumulators, all-reduce buckets or gradient shards, at their peak
   int64_t optimizer = 0;    // AdamW's exp_avg, exp_avg_sq and fp32 master weights
   int64_t activations = 0;  // tensors saved for backward plus the loss's working set, at their peak

@@ -49,7 +49,10 @@ at::Tensor Flatten(const FlatGroup& group, int64_t world_size) {
 
 // A layer's Enter and Leave as autograd nodes: forward gathers (Enter) and releases (Leave); backward runs them in
 // the mirror order, Leave's backward gathering the layer again before its backward starts and Enter's
-// reduce-scattering its gradients and releasing it once the backward has passed through the whole layer.
+// reduce-scattering its gradients and releasing it once the backward has passed through the whole layer. (Enter's
+// backward runs after every AccumulateGrad of the layer's weights: it needs the gradient of the layer's input,
+// which the same ops produce, and the engine runs a ready AccumulateGrad before any other node.) At level
+// gradients nothing is gathered or released: only the gradients move.
 ShardedParameters* Self(AutogradContext* ctx) {
   return reinterpret_cast<ShardedParameters*>(ctx->saved_data["self"].toInt());
 }
@@ -125,6 +128,7 @@ ShardedParameters::ShardedParameters(Communicator& comm, ShardingLevel level, Ll
   at::NoGradGuard no_grad;
   const int64_t rank = comm_.rank(), world = comm_.world_size();
   layer_groups_.resize(static_cast<size_t>(model_->config().num_hidden_layers));
+  layer_trainable_.resize(layer_groups_.size());
   for (size_t g = 0; g < groups_.size(); ++g) {
     FlatGroup& group = groups_[g];
     const at::Tensor& first = group.members.front().param;
@@ -132,6 +136,8 @@ ShardedParameters::ShardedParameters(Communicator& comm, ShardingLevel level, Ll
     group.shard = flat.narrow(0, rank * group.shard_numel, group.shard_numel).clone();
     if (level_ == ShardingLevel::kOptimizer && group.trainable)
       group.grad_sum = at::zeros({group.shard_numel * world}, first.options().dtype(at::kFloat));
+    if (level_ != ShardingLevel::kOptimizer && group.trainable && group.layer >= 0)
+      layer_trainable_[static_cast<size_t>(group.layer)].push_back(g);
     if (!group.sharded_storage) continue;
     // The members become views of the group's flat; its memory is then released until the layer's first use.
     group.full = flat;
@@ -140,7 +146,7 @@ ShardedParameters::ShardedParameters(Communicator& comm, ShardingLevel level, Ll
     SetStorageBytes(group.full, 0);
     layer_groups_[static_cast<size_t>(group.layer)].push_back(g);
   }
-  if (level_ == ShardingLevel::kParameters) {
+  if (level_ != ShardingLevel::kOptimizer) {
     const at::Tensor any = model_->parameters().front();
     backward_anchor_ = at::zeros({}, any.options().dtype(at::kFloat)).set_requires_grad(true);
     model_->model->set_layer_hooks(this);
@@ -148,7 +154,7 @@ ShardedParameters::ShardedParameters(Communicator& comm, ShardingLevel level, Ll
 }
 
 ShardedParameters::~ShardedParameters() {
-  if (level_ == ShardingLevel::kParameters) model_->model->set_layer_hooks(nullptr);
+  if (level_ != ShardingLevel::kOptimizer) model_->model->set_layer_hooks(nullptr);
 }
 
 std::vector<TrainableParameter> ShardedParameters::OptimizerParameters() {
@@ -205,25 +211,36 @@ void ShardedParameters::ReleaseLayer(int64_t layer) {
   }
 }
 
-absl::Status ShardedParameters::ReduceScatterInto(FlatGroup& group) {
+void ShardedParameters::StartReduceScatter(FlatGroup& group) {
   at::NoGradGuard no_grad;
   const at::Tensor& first = group.members.front().param;
-  at::Tensor flat = at::zeros({group.shard_numel * world_size()}, first.options().dtype(at::kFloat));
+  group.reduce_input = at::zeros({group.shard_numel * world_size()}, first.options().dtype(at::kFloat));
   for (FlatMember& m : group.members) {
     at::Tensor& grad = m.param.mutable_grad();
     if (!grad.defined()) continue;  // the loss did not reach it: a zero contribution
-    flat.narrow(0, m.offset, m.param.numel()).copy_(grad.reshape(-1));
+    group.reduce_input.narrow(0, m.offset, m.param.numel()).copy_(grad.reshape(-1));
     grad.reset();
   }
-  at::Tensor shard = at::empty({group.shard_numel}, flat.options());
-  if (absl::Status s = comm_.StartReduceScatter(shard, flat)->Wait(); !s.ok()) return s;
-  optimizer_->AddGradient(static_cast<size_t>(group.optimizer_index), shard);
-  return absl::OkStatus();
+  group.reduce_output = at::empty({group.shard_numel}, group.reduce_input.options());
+  group.reducing = comm_.StartReduceScatter(group.reduce_output, group.reduce_input);
+}
+
+absl::Status ShardedParameters::FinishReduceScatter(FlatGroup& group) {
+  if (group.reducing == nullptr) return absl::OkStatus();
+  const absl::Status status = group.reducing->Wait();
+  group.reducing.reset();
+  if (status.ok()) optimizer_->AddGradient(static_cast<size_t>(group.optimizer_index), group.reduce_output);
+  group.reduce_input = at::Tensor();
+  group.reduce_output = at::Tensor();
+  return status;
 }
 
 void ShardedParameters::ReduceLayerGradients(int64_t layer) {
-  for (size_t g : layer_groups_[static_cast<size_t>(layer)])
-    if (groups_[g].trainable) Check(ReduceScatterInto(groups_[g]));
+  // The layer above's reduce-scatter ran while this layer was differentiated; finish it before starting this
+  // one's, so that at most one layer's fp32 flat is in flight.
+  if (layer + 1 < static_cast<int64_t>(layer_trainable_.size()))
+    for (size_t g : layer_trainable_[static_cast<size_t>(layer + 1)]) Check(FinishReduceScatter(groups_[g]));
+  for (size_t g : layer_trainable_[static_cast<size_t>(layer)]) StartReduceScatter(groups_[g]);
 }
 
 at::Tensor ShardedParameters::Enter(int64_t layer, const at::Tensor& hidden) {
@@ -245,12 +262,16 @@ absl::Status ShardedParameters::AfterBackward(bool last_micro_batch) {
   at::NoGradGuard no_grad;
   if (!error_.ok()) return error_;
   if (level_ != ShardingLevel::kOptimizer) {
-    // Level gradients, and the groups level parameters keeps whole: the layers' were reduced in the backward.
+    // The decoder layers' reduce-scatters started in the backward (the first layer's may still be in flight);
+    // then the root's (embeddings, final norm, head), one at a time: the embedding's fp32 flat alone is
+    // vocabulary x hidden x 4 bytes.
     for (FlatGroup& group : groups_)
-      if (group.trainable && !group.sharded_storage) {
-        absl::Status s = ReduceScatterInto(group);
-        if (!s.ok()) return s;
-      }
+      if (absl::Status s = FinishReduceScatter(group); !s.ok()) return s;
+    for (FlatGroup& group : groups_) {
+      if (!group.trainable || group.layer >= 0) continue;
+      StartReduceScatter(group);
+      if (absl::Status s = FinishReduceScatter(group); !s.ok()) return s;
+    }
     return absl::OkStatus();
   }
   // Level optimizer: the full fp32 gradient sums, as the unsharded path keeps them, all-reduced at the end.

@@ -9,14 +9,17 @@
 //               gradient is accumulated in a full fp32 flat per group and all-reduced on the step's last
 //               micro-batch, exactly like the unsharded path; after the update the shards are all-gathered back
 //               into the (whole) parameters.
-//   gradients   + each micro-batch's gradients are reduce-scattered into the rank's fp32 shard accumulator: no
-//               rank keeps a full fp32 gradient between micro-batches.
+//   gradients   + each micro-batch's gradients are reduce-scattered into the rank's fp32 shard accumulator, a
+//               decoder layer's as soon as the backward has passed through it (layer hooks, as at level
+//               parameters): its .grad is copied into an fp32 flat and dropped, the reduce-scatter runs while the
+//               layer below is differentiated, and is waited for when that layer's own starts. No rank keeps a
+//               full gradient: one layer's .grad and the previous layer's flat in flight at a time.
 //   parameters  + a decoder layer's parameters exist only as shards between uses: the model's weights are views
 //               of the layer's flat buffer, whose memory is allocated and all-gathered as the layer's forward
 //               starts (the next layer's gather is started at the same time, so it overlaps this layer's compute)
 //               and released as it ends; in backward the gather happens again before the layer's backward
-//               (prefetching the layer below) and the layer's gradients are reduce-scattered and dropped as soon
-//               as it is done. Embeddings, final norm and lm_head stay whole on every rank (FSDP's root unit),
+//               (prefetching the layer below) and the layer's gradients are reduce-scattered (as at level
+//               gradients) and its weights released as soon as it is done. Embeddings, final norm and lm_head stay whole on every rank (FSDP's root unit),
 //               their gradients and optimizer state sharded as at level gradients. LoRA: the frozen base layers
 //               are sharded; the adapters stay whole (they are small), their optimizer state sharded.
 // Every rank issues the same collectives in the same order (layers in order, groups in order).
@@ -56,6 +59,10 @@ struct FlatGroup {
   at::Tensor shard;         // this rank's slice, in the parameters' dtype (what AdamW updates, when trainable)
   at::Tensor full;          // sharded_storage: the padded flat the members view; its storage freed between uses
   at::Tensor grad_sum;      // level optimizer: the step's full fp32 gradient
+  // A reduce-scatter of this micro-batch's gradient in flight: the fp32 flat it reads and the shard it writes.
+  std::unique_ptr<PendingCollective> reducing;
+  at::Tensor reduce_input;
+  at::Tensor reduce_output;
   int64_t optimizer_index = -1;
   std::unique_ptr<PendingCollective> gathering;  // sharded_storage: an all-gather in flight into `full`
   bool gathered = false;
@@ -76,8 +83,9 @@ std::vector<FlatGroup> PlanFlatGroups(const std::vector<NamedParameter>& params,
 
 class ShardedParameters : public LayerHooks {
  public:
-  // Lays out `params` (every parameter of `model`, trainable or not) and, at level parameters, installs itself
-  // as the model's layer hooks and releases the layers' full weights, keeping this rank's shards.
+  // Lays out `params` (every parameter of `model`, trainable or not); at levels gradients and parameters installs
+  // itself as the model's layer hooks, and at level parameters releases the layers' full weights, keeping this
+  // rank's shards.
   ShardedParameters(Communicator& comm, ShardingLevel level, LlamaForCausalLM model,
                     const std::vector<NamedParameter>& params, bool keep_adapters_whole);
   ~ShardedParameters() override;
@@ -104,7 +112,7 @@ class ShardedParameters : public LayerHooks {
   // The first error a collective in a hook met (hooks throw to stop autograd; the loop reports this).
   absl::Status error() const { return error_; }
 
-  // LayerHooks (level parameters).
+  // LayerHooks (levels gradients and parameters).
   at::Tensor Enter(int64_t layer, const at::Tensor& hidden) override;
   at::Tensor Leave(int64_t layer, const at::Tensor& hidden) override;
 
@@ -112,18 +120,23 @@ class ShardedParameters : public LayerHooks {
   void GatherLayer(int64_t layer);         // waits until the layer's weights are whole
   void PrefetchLayer(int64_t layer);       // starts gathering them (no-op outside [0, layers))
   void ReleaseLayer(int64_t layer);        // frees the gathered memory
-  void ReduceLayerGradients(int64_t layer);  // reduce-scatters and drops the layer's .grad
+  // Starts reduce-scattering the layer's gradients (dropping its .grad), after finishing the layer above's.
+  void ReduceLayerGradients(int64_t layer);
 
  private:
   void StartGather(FlatGroup& group);
-  absl::Status ReduceScatterInto(FlatGroup& group);
+  // Copies the group's .grad into an fp32 flat, drops it and starts the reduce-scatter; Finish waits for it and
+  // hands the shard to the optimizer.
+  void StartReduceScatter(FlatGroup& group);
+  absl::Status FinishReduceScatter(FlatGroup& group);
   void Check(absl::Status status);  // records and throws
 
   Communicator& comm_;
   ShardingLevel level_;
   LlamaForCausalLM model_;
   std::vector<FlatGroup> groups_;
-  std::vector<std::vector<size_t>> layer_groups_;  // sharded-storage groups of each decoder layer
+  std::vector<std::vector<size_t>> layer_groups_;      // sharded-storage groups of each decoder layer
+  std::vector<std::vector<size_t>> layer_trainable_;   // trainable groups of each decoder layer
   AdamW* optimizer_ = nullptr;
   at::Tensor backward_anchor_;  // requires grad: puts every layer's Enter node in the backward graph
   absl::Status error_;
