@@ -1,14 +1,14 @@
 // The terms, where each comes from, and what the CPU measurement (tests/check_memory_model.py, docs/memory_model.md)
 // checked: the saved activations per layer, checkpointing's layer inputs and recomputation, torch's loss (three
 // fp32 [tokens, vocab]) and the CPU path of the fused loss, AdamW's state and fp32 master weights, .grad and grad32,
-// all at level none on one process, agree with the measured peaks within 1.5 % in fp32 where the loss peaks, 5 %
-// where a layer's backward does, and 10 % in bf16 (whose CPU kernels bring buffers of their own). Calibrated from
-// that measurement: the fused loss's second tile on the CPU (below). Not measurable here and taken from the code as
-// written: the CUDA-only terms (Agora's flash attention output read by o_proj as a view, byte dropout masks, the
-// fused loss's single CUDA tile) and the sharding levels' buffers (flat accumulators, buckets, shards, gathered
-// layers), which follow the implementation's description of trainer/distributed/ (two layers gathered at level
-// parameters, 4 bytes of fp32 gradient shard per parameter over the ranks, each group padded to a multiple of the
-// world size).
+// at level none on one process, agree with the measured peaks within 1.5 % in fp32 where the loss peaks, 5 % where
+// a layer's backward does, and 10 % in bf16 (whose CPU kernels bring buffers of their own); the sharding levels'
+// buffers (flat accumulators, buckets, the shards AdamW steps, gathered layers, gradient shards) per rank with 2 and
+// 3 Gloo ranks within 1 % where the loss peaks and 3 % where a layer's backward does (fp32). Calibrated from those
+// measurements: the fused loss's second tile on the CPU, and three sharded terms the design had wrong (the layers
+// gathered by phase, the shards AdamW steps, the fp32 gradient shard's lifetime). Not measurable here and taken
+// from the code as written: the CUDA-only terms (Agora's flash attention output read by o_proj as a view, byte
+// dropout masks, the fused loss's single CUDA tile).
 #include "trainer/memory_model.h"
 
 #include <algorithm>
