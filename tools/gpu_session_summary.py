@@ -54,8 +54,10 @@ def read_sanitizer(log_path):
     return {"errors": int(summary.group(1))} if summary else None
 
 
-def read_training(metrics_path):
-    """First and last logged loss, the last throughput and the peak device memory of the `agora train` run."""
+def read_training(metrics_path, log_path):
+    """First and last logged loss, the last throughput and the peak device memory of the `agora train` run, and
+    the memory model's prediction beside the CUDA allocator's peak (the line log.txt ends with): the GPU point of
+    docs/memory_model.md's calibration."""
     if not os.path.exists(metrics_path):
         return None
     records = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
@@ -63,8 +65,14 @@ def read_training(metrics_path):
     if not train:
         return None
     last = train[-1]
-    return {"steps": last.get("step"), "loss_first_logged": train[0].get("loss"), "loss_last": last.get("loss"),
-            "tokens_per_second": last.get("tokens_per_second"), "peak_memory_gib": last.get("peak_memory_gib")}
+    found = {"steps": last.get("step"), "loss_first_logged": train[0].get("loss"), "loss_last": last.get("loss"),
+             "tokens_per_second": last.get("tokens_per_second"), "peak_memory_gib": last.get("peak_memory_gib")}
+    if os.path.exists(log_path):
+        text = open(log_path, encoding="utf-8", errors="replace").read()
+        memory = re.search(r"memory: predicted ([\d.]+) MiB per rank, measured ([\d.]+) MiB", text)
+        if memory:
+            found["memory_predicted_mib"], found["memory_measured_mib"] = map(float, memory.groups())
+    return found
 
 
 def read_machine(path):
@@ -108,9 +116,11 @@ def main():
         if found is not None:
             sanitizers[name] = found
     summary["sanitizer_errors"] = sanitizers
-    training = read_training(os.path.join(args.logs, "train_metrics.jsonl"))
-    if training is not None:
-        summary["train"] = training
+    for name in ("train", "qlora_train"):
+        training = read_training(os.path.join(args.logs, name + "_metrics.jsonl"),
+                                 os.path.join(args.logs, name + "_log.txt"))
+        if training is not None:
+            summary[name] = training
 
     # Atomic: a reader (or a kill) never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
