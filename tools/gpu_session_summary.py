@@ -55,9 +55,9 @@ def read_sanitizer(log_path):
 
 
 def read_training(metrics_path, log_path):
-    """First and last logged loss, the last throughput and the peak device memory of the `agora train` run, and
-    the memory model's prediction beside the CUDA allocator's peak (the line log.txt ends with): the GPU point of
-    docs/memory_model.md's calibration."""
+    """First and last logged loss, the last throughput and the peak device memory of an `agora train` run (the
+    train or qlora_train step), and the memory model's prediction beside the CUDA allocator's peak from the
+    "memory: predicted ..." line its log.txt closes with: the GPU point of docs/memory_model.md's calibration."""
     if not os.path.exists(metrics_path):
         return None
     records = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
